@@ -1,0 +1,431 @@
+//! The backend trait: where tensors live and how the hot loop runs.
+//!
+//! A backend owns f32 tensors of any shape whose leading axis is the batch,
+//! moves them to and from the host, and runs three kinds of work:
+//!
+//! - the fused step [`Backend::lincomb`], one pass over memory that reads `K`
+//!   tensors and writes `M` tensors as linear combinations of them, plus an
+//!   optional Gaussian term from the public noise stream ([`crate::noise`]);
+//! - [`Backend::fill_noise`], the noise stream itself;
+//! - per-row reductions ([`RowReduction`]).
+//!
+//! Every sampler of the field updates its state as such a linear combination
+//! with coefficients that depend only on the time grid, so a solver step is
+//! "compute a small coefficient matrix in f64 on the host, hand it to one
+//! `lincomb`". See [`LinComb`] for the exact arithmetic.
+
+use crate::error::{Error, Result};
+use crate::noise::NoiseStream;
+
+/// Most inputs (columns) a [`LinComb`] may read.
+pub const MAX_INPUTS: usize = 8;
+/// Most outputs (rows of the coefficient matrix) a [`LinComb`] may write.
+pub const MAX_OUTPUTS: usize = 4;
+
+/// Where column `k` of a [`LinComb`] reads from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Operand {
+    /// `inputs[i]` of the call.
+    Input(usize),
+    /// The value `outputs[m]` holds before the call: this is how an in-place
+    /// update such as `x ← a·x + b·d` is written.
+    Output(usize),
+}
+
+/// A per-row or scalar reduction over all elements of each batch row.
+///
+/// Results are computed in f64 and stored as f32, one per row, in a tensor
+/// of shape `[batch]`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum RowReduction {
+    /// `Σᵢ xᵢ²` over the row.
+    SumSquares,
+    /// Root mean square `√(Σᵢ xᵢ² / n)`.
+    Rms,
+    /// Mean `Σᵢ xᵢ / n`.
+    Mean,
+    /// Standard deviation `√(Σᵢ (xᵢ − x̄)² / (n − correction))`: `correction`
+    /// 0 is the population value, 1 the unbiased one (the default of
+    /// `torch.std`, used by diffusers' guidance rescale).
+    Std {
+        /// Bessel's correction, 0 or 1.
+        correction: u32,
+    },
+    /// The `p`-quantile of `|xᵢ|` with linear interpolation between order
+    /// statistics (`numpy.quantile`'s default, as used by Imagen's dynamic
+    /// thresholding, Saharia et al. 2022): with the sorted values `v` and
+    /// `h = (n − 1)·p`, the result is `v[⌊h⌋] + (h − ⌊h⌋)·(v[⌊h⌋+1] − v[⌊h⌋])`.
+    AbsQuantile(f64),
+}
+
+/// A fused linear-combination step, `outputs[m] = Σₖ c[m][k]·operand[k] + c_z[m]·z`.
+///
+/// `K` operands (1 ≤ K ≤ [`MAX_INPUTS`]), each an [`Operand`], are combined
+/// into `M` outputs (1 ≤ M ≤ [`MAX_OUTPUTS`]). The coefficients are given in
+/// f64 and are either scalars (one `M×K` matrix) or one matrix per batch row.
+/// An optional noise term adds `c_z[m]·z`, where `z` is element
+/// `offset + i` of a [`NoiseStream`] (the same `z` for every output).
+///
+/// # Arithmetic (the contract every backend follows bit for bit)
+/// For each element `i`, all `K` operand values `v[k]` are read before any
+/// output is written; the coefficients are rounded to f32 and
+///
+/// ```text
+/// acc = c[m][0]·v[0]
+/// acc = acc + c[m][k]·v[k]      for k = 1 .. K−1, in this order
+/// acc = acc + c_z[m]·z          if there is a noise term
+/// outputs[m][i] = acc
+/// ```
+///
+/// in f32 with no fused multiply–add. The result depends only on the element
+/// index, never on the thread count or on how the work is split.
+///
+/// # In-place updates
+/// Rust's borrows keep an output from also being passed as an input, so an
+/// operand names either an input or the *previous value* of an output. The
+/// DDIM-like update `x ← a·x + b·d` is
+///
+/// ```
+/// use diffuse_core::{Backend, CpuBackend, LinComb, Operand};
+/// let cpu = CpuBackend::new();
+/// let mut x = cpu.from_host(&[2, 3], &[1.0; 6])?;
+/// let d = cpu.from_host(&[2, 3], &[2.0; 6])?;
+/// let mut step = LinComb::new(&[Operand::Output(0), Operand::Input(0)], 1)?;
+/// step.set(0, 0, 0.5)?.set(0, 1, 0.25)?;
+/// cpu.lincomb(&step, &[&d], &mut [&mut x])?;
+/// assert_eq!(cpu.to_host(&x)?, vec![1.0; 6]); // 0.5·1 + 0.25·2
+/// # Ok::<(), diffuse_core::Error>(())
+/// ```
+///
+/// A plan is built once and its coefficients updated in place at each step
+/// ([`LinComb::set`], [`LinComb::set_row`]), so a sampling loop allocates
+/// nothing.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LinComb {
+    operands: Vec<Operand>,
+    outputs: usize,
+    rows: Option<usize>,
+    coef: Vec<f64>,
+    noise: Option<NoiseTerm>,
+}
+
+/// The noise term of a [`LinComb`].
+#[derive(Clone, Debug, PartialEq)]
+struct NoiseTerm {
+    stream: NoiseStream,
+    offset: u64,
+    coef: Vec<f64>,
+}
+
+fn check_coefficient(name: &'static str, value: f64) -> Result<()> {
+    if !value.is_finite() || !(value as f32).is_finite() {
+        return Err(Error::InvalidArgument {
+            name,
+            reason: format!("{value} is not a finite f32 coefficient"),
+        });
+    }
+    Ok(())
+}
+
+impl LinComb {
+    /// A plan with scalar coefficients (all zero until set) reading
+    /// `operands` into `outputs` outputs.
+    pub fn new(operands: &[Operand], outputs: usize) -> Result<Self> {
+        Self::build(operands, outputs, None)
+    }
+
+    /// A plan with one coefficient matrix per batch row, for `rows` rows.
+    pub fn per_row(operands: &[Operand], outputs: usize, rows: usize) -> Result<Self> {
+        if rows == 0 {
+            return Err(Error::InvalidPlan("a per-row plan needs at least one row".into()));
+        }
+        Self::build(operands, outputs, Some(rows))
+    }
+
+    fn build(operands: &[Operand], outputs: usize, rows: Option<usize>) -> Result<Self> {
+        let k = operands.len();
+        if !(1..=MAX_INPUTS).contains(&k) {
+            return Err(Error::InvalidPlan(format!(
+                "{k} operands; a plan reads 1 to {MAX_INPUTS}"
+            )));
+        }
+        if !(1..=MAX_OUTPUTS).contains(&outputs) {
+            return Err(Error::InvalidPlan(format!(
+                "{outputs} outputs; a plan writes 1 to {MAX_OUTPUTS}"
+            )));
+        }
+        for op in operands {
+            if let Operand::Output(m) = *op
+                && m >= outputs
+            {
+                return Err(Error::InvalidPlan(format!(
+                    "operand {op:?} names an output beyond the {outputs} written"
+                )));
+            }
+        }
+        let r = rows.unwrap_or(1);
+        Ok(Self {
+            operands: operands.to_vec(),
+            outputs,
+            rows,
+            coef: vec![0.0; r * outputs * k],
+            noise: None,
+        })
+    }
+
+    /// Adds a noise term drawn from `stream`, element `offset + i` for flat
+    /// index `i` (use `offset` = first row × row length when a shard of a
+    /// larger batch is processed, so the shard sees the same noise). Its
+    /// coefficients start at zero.
+    pub fn with_noise(mut self, stream: NoiseStream, offset: u64) -> Self {
+        let r = self.rows.unwrap_or(1);
+        self.noise = Some(NoiseTerm {
+            stream,
+            offset,
+            coef: vec![0.0; r * self.outputs],
+        });
+        self
+    }
+
+    /// Changes the draw and offset of the noise term (for the next step).
+    pub fn set_noise_stream(&mut self, stream: NoiseStream, offset: u64) -> Result<&mut Self> {
+        let term = self.noise.as_mut().ok_or_else(|| {
+            Error::InvalidPlan("the plan has no noise term (use with_noise)".into())
+        })?;
+        term.stream = stream;
+        term.offset = offset;
+        Ok(self)
+    }
+
+    /// Number of operands `K`.
+    pub fn inputs(&self) -> usize {
+        self.operands.len()
+    }
+
+    /// Number of outputs `M`.
+    pub fn outputs(&self) -> usize {
+        self.outputs
+    }
+
+    /// The operands, in column order.
+    pub fn operands(&self) -> &[Operand] {
+        &self.operands
+    }
+
+    /// `Some(rows)` for per-row coefficients, `None` for scalars.
+    pub fn rows(&self) -> Option<usize> {
+        self.rows
+    }
+
+    /// The noise draw and offset, if the plan has a noise term.
+    pub fn noise(&self) -> Option<(NoiseStream, u64)> {
+        self.noise.as_ref().map(|n| (n.stream, n.offset))
+    }
+
+    fn index(&self, row: usize, m: usize, k: usize) -> Result<usize> {
+        let rows = self.rows.unwrap_or(1);
+        if row >= rows || m >= self.outputs || k >= self.operands.len() {
+            return Err(Error::InvalidArgument {
+                name: "coefficient index",
+                reason: format!(
+                    "(row {row}, output {m}, operand {k}) outside {rows}×{}×{}",
+                    self.outputs,
+                    self.operands.len()
+                ),
+            });
+        }
+        Ok((row * self.outputs + m) * self.operands.len() + k)
+    }
+
+    /// Sets `c[m][k]` (for every row of a per-row plan).
+    pub fn set(&mut self, m: usize, k: usize, value: f64) -> Result<&mut Self> {
+        check_coefficient("coefficient", value)?;
+        for row in 0..self.rows.unwrap_or(1) {
+            let i = self.index(row, m, k)?;
+            self.coef[i] = value;
+        }
+        Ok(self)
+    }
+
+    /// Sets `c[m][k]` of batch row `row` (row 0 of a scalar plan).
+    pub fn set_row(&mut self, row: usize, m: usize, k: usize, value: f64) -> Result<&mut Self> {
+        check_coefficient("coefficient", value)?;
+        let i = self.index(row, m, k)?;
+        self.coef[i] = value;
+        Ok(self)
+    }
+
+    /// Sets the noise coefficient `c_z[m]` (for every row).
+    pub fn set_noise(&mut self, m: usize, value: f64) -> Result<&mut Self> {
+        for row in 0..self.rows.unwrap_or(1) {
+            self.set_noise_row(row, m, value)?;
+        }
+        Ok(self)
+    }
+
+    /// Sets the noise coefficient `c_z[m]` of batch row `row`.
+    pub fn set_noise_row(&mut self, row: usize, m: usize, value: f64) -> Result<&mut Self> {
+        check_coefficient("noise coefficient", value)?;
+        let rows = self.rows.unwrap_or(1);
+        let outputs = self.outputs;
+        let term = self.noise.as_mut().ok_or_else(|| {
+            Error::InvalidPlan("the plan has no noise term (use with_noise)".into())
+        })?;
+        if row >= rows || m >= outputs {
+            return Err(Error::InvalidArgument {
+                name: "noise coefficient index",
+                reason: format!("(row {row}, output {m}) outside {rows}×{outputs}"),
+            });
+        }
+        term.coef[row * outputs + m] = value;
+        Ok(self)
+    }
+
+    /// `c[m][k]` of row `row` (row 0 of a scalar plan).
+    pub fn coefficient(&self, row: usize, m: usize, k: usize) -> Result<f64> {
+        Ok(self.coef[self.index(row, m, k)?])
+    }
+
+    /// The coefficients of row `row` as f32, `[m][k]`, and the noise
+    /// coefficients (zero without a noise term). Row 0 for a scalar plan.
+    pub fn f32_row(&self, row: usize) -> ([[f32; MAX_INPUTS]; MAX_OUTPUTS], [f32; MAX_OUTPUTS]) {
+        let row = if self.rows.is_some() { row } else { 0 };
+        let k = self.operands.len();
+        let mut c = [[0.0f32; MAX_INPUTS]; MAX_OUTPUTS];
+        let mut cz = [0.0f32; MAX_OUTPUTS];
+        for (m, cm) in c.iter_mut().enumerate().take(self.outputs) {
+            let base = (row * self.outputs + m) * k;
+            for (ck, &v) in cm.iter_mut().zip(&self.coef[base..base + k]) {
+                *ck = v as f32;
+            }
+            if let Some(term) = &self.noise {
+                cz[m] = term.coef[row * self.outputs + m] as f32;
+            }
+        }
+        (c, cz)
+    }
+
+    /// Checks the plan against the shapes of a call: every operand exists,
+    /// every tensor has `shape`, and a per-row plan has `shape[0]` rows.
+    pub fn validate(&self, inputs: usize, outputs: usize) -> Result<()> {
+        if outputs != self.outputs {
+            return Err(Error::InvalidPlan(format!(
+                "plan writes {} outputs, {outputs} given",
+                self.outputs
+            )));
+        }
+        for op in &self.operands {
+            if let Operand::Input(i) = *op
+                && i >= inputs
+            {
+                return Err(Error::InvalidPlan(format!(
+                    "operand {op:?} but only {inputs} inputs given"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Where tensors live and how the hot loop runs.
+///
+/// Tensors are f32, row-major, with the batch as the leading axis (at least
+/// one axis, no axis of length zero). Implementations: [`crate::CpuBackend`]
+/// here, `diffuse_cuda::CudaBackend` on NVIDIA GPUs. Generic code (every
+/// solver) is written once against this trait.
+pub trait Backend: Send + Sync {
+    /// The backend's tensor type.
+    type Tensor: Send + Sync;
+
+    /// A short name for messages (`"cpu"`, `"cuda:0"`).
+    fn name(&self) -> String;
+
+    /// A tensor of zeros.
+    fn zeros(&self, shape: &[usize]) -> Result<Self::Tensor>;
+
+    /// A tensor holding `data` (row-major) with shape `shape`.
+    fn from_host(&self, shape: &[usize], data: &[f32]) -> Result<Self::Tensor>;
+
+    /// The tensor's elements, row-major, on the host.
+    fn to_host(&self, tensor: &Self::Tensor) -> Result<Vec<f32>>;
+
+    /// The tensor's shape.
+    fn shape<'t>(&self, tensor: &'t Self::Tensor) -> &'t [usize];
+
+    /// Copies `src` into `dst` (same shape).
+    fn copy(&self, src: &Self::Tensor, dst: &mut Self::Tensor) -> Result<()>;
+
+    /// Fills `out` with elements `offset .. offset + len` of the noise draw.
+    fn fill_noise(&self, stream: NoiseStream, offset: u64, out: &mut Self::Tensor) -> Result<()>;
+
+    /// The fused step described on [`LinComb`]: one pass over memory.
+    fn lincomb(
+        &self,
+        plan: &LinComb,
+        inputs: &[&Self::Tensor],
+        outputs: &mut [&mut Self::Tensor],
+    ) -> Result<()>;
+
+    /// Reduces each batch row of `x` into `out`, a tensor of shape
+    /// `[x.shape[0]]`. Reductions agree across backends within rounding, not
+    /// bit for bit (their summation order is the backend's).
+    fn reduce_rows(&self, x: &Self::Tensor, op: RowReduction, out: &mut Self::Tensor)
+    -> Result<()>;
+}
+
+/// Checks a tensor shape: at least one axis, no zero-length axis, and an
+/// element count that fits in memory arithmetic. Returns the element count.
+pub fn check_shape(shape: &[usize]) -> Result<usize> {
+    if shape.is_empty() {
+        return Err(Error::InvalidShape {
+            shape: shape.to_vec(),
+            reason: "a tensor needs at least one axis (the batch)".into(),
+        });
+    }
+    if shape.contains(&0) {
+        return Err(Error::InvalidShape {
+            shape: shape.to_vec(),
+            reason: "axes must have positive length".into(),
+        });
+    }
+    shape
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d))
+        .filter(|&n| n.checked_mul(4).is_some())
+        .ok_or_else(|| Error::InvalidShape {
+            shape: shape.to_vec(),
+            reason: "element count overflows".into(),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plans_reject_bad_sizes_and_indices() {
+        assert!(LinComb::new(&[], 1).is_err());
+        assert!(LinComb::new(&[Operand::Input(0); 9], 1).is_err());
+        assert!(LinComb::new(&[Operand::Input(0)], 0).is_err());
+        assert!(LinComb::new(&[Operand::Input(0)], 5).is_err());
+        assert!(LinComb::new(&[Operand::Output(1)], 1).is_err());
+        assert!(LinComb::per_row(&[Operand::Input(0)], 1, 0).is_err());
+        let mut p = LinComb::new(&[Operand::Input(0)], 1).unwrap();
+        assert!(p.set(1, 0, 1.0).is_err());
+        assert!(p.set(0, 1, 1.0).is_err());
+        assert!(p.set(0, 0, f64::NAN).is_err());
+        assert!(p.set(0, 0, 1e300).is_err());
+        assert!(p.set_noise(0, 1.0).is_err());
+        assert!(p.validate(0, 1).is_err());
+        assert!(p.validate(1, 2).is_err());
+        p.validate(1, 1).unwrap();
+    }
+
+    #[test]
+    fn shapes_are_checked() {
+        assert!(check_shape(&[]).is_err());
+        assert!(check_shape(&[3, 0]).is_err());
+        assert!(check_shape(&[usize::MAX, 2]).is_err());
+        assert_eq!(check_shape(&[3, 7]).unwrap(), 21);
+    }
+}

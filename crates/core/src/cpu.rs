@@ -1,0 +1,514 @@
+//! The CPU backend: ndarray-compatible row-major f32 tensors, rayon over
+//! contiguous chunks.
+//!
+//! The fused step walks the flat element range in chunks of [`CHUNK`]
+//! elements (one rayon task each) and, inside a chunk, in blocks of
+//! [`BLOCK`] elements that are staged through small stack buffers: the
+//! operands are copied in, the `M` outputs computed with fixed-trip-count
+//! loops the compiler vectorises, and copied out. Staging makes in-place
+//! updates (an output that is also an operand) safe and keeps the inner loop
+//! free of aliasing. Nothing is allocated. Because every element's value
+//! depends only on its index, results are bit-identical for any thread
+//! count.
+
+use std::sync::Arc;
+
+use ndarray::{ArrayD, ArrayViewD, ArrayViewMutD, IxDyn};
+use rayon::prelude::*;
+
+use crate::backend::{
+    Backend, LinComb, MAX_INPUTS, MAX_OUTPUTS, Operand, RowReduction, check_shape,
+};
+use crate::error::{Error, Result};
+use crate::noise::{NoiseStream, fill_range, seed_key};
+
+/// Elements per rayon task of the fused step (256 KiB per f32 stream).
+pub const CHUNK: usize = 1 << 16;
+/// Elements staged through the stack at a time inside a task.
+pub const BLOCK: usize = 64;
+const _: () = assert!(BLOCK <= crate::noise::MAX_FILL);
+/// Elements per partial sum of a reduction (fixed, so results do not depend
+/// on the thread count).
+pub const REDUCE_BLOCK: usize = 4096;
+
+/// A row-major f32 tensor in host memory; the leading axis is the batch.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CpuTensor {
+    shape: Vec<usize>,
+    data: Vec<f32>,
+}
+
+fn alloc_zeros(n: usize) -> Result<Vec<f32>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n)
+        .map_err(|_| Error::OutOfMemory { bytes: n.saturating_mul(4) })?;
+    v.resize(n, 0.0);
+    Ok(v)
+}
+
+impl CpuTensor {
+    /// A tensor of zeros with shape `shape`.
+    pub fn zeros(shape: &[usize]) -> Result<Self> {
+        let n = check_shape(shape)?;
+        Ok(Self {
+            shape: shape.to_vec(),
+            data: alloc_zeros(n)?,
+        })
+    }
+
+    /// A tensor owning `data` (row-major) with shape `shape`.
+    pub fn from_vec(shape: &[usize], data: Vec<f32>) -> Result<Self> {
+        let n = check_shape(shape)?;
+        if data.len() != n {
+            return Err(Error::InvalidShape {
+                shape: shape.to_vec(),
+                reason: format!("{} elements given for {n}", data.len()),
+            });
+        }
+        Ok(Self {
+            shape: shape.to_vec(),
+            data,
+        })
+    }
+
+    /// A tensor from an ndarray array (copied into row-major order if needed).
+    pub fn from_array(array: ArrayD<f32>) -> Result<Self> {
+        let shape = array.shape().to_vec();
+        let data = if array.is_standard_layout() {
+            array.into_raw_vec_and_offset().0
+        } else {
+            array.iter().copied().collect()
+        };
+        Self::from_vec(&shape, data)
+    }
+
+    /// The shape.
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    /// Number of batch rows (`shape[0]`).
+    pub fn rows(&self) -> usize {
+        self.shape[0]
+    }
+
+    /// Elements per batch row.
+    pub fn row_len(&self) -> usize {
+        self.data.len() / self.shape[0]
+    }
+
+    /// The elements, row-major.
+    pub fn as_slice(&self) -> &[f32] {
+        &self.data
+    }
+
+    /// The elements, row-major, mutably.
+    pub fn as_mut_slice(&mut self) -> &mut [f32] {
+        &mut self.data
+    }
+
+    /// The elements as a vector.
+    pub fn into_vec(self) -> Vec<f32> {
+        self.data
+    }
+
+    /// An ndarray view.
+    pub fn view(&self) -> ArrayViewD<'_, f32> {
+        ArrayViewD::from_shape(IxDyn(&self.shape), &self.data)
+            .expect("shape and length agree by construction")
+    }
+
+    /// A mutable ndarray view.
+    pub fn view_mut(&mut self) -> ArrayViewMutD<'_, f32> {
+        ArrayViewMutD::from_shape(IxDyn(&self.shape), &mut self.data)
+            .expect("shape and length agree by construction")
+    }
+
+    /// Converts into an owned ndarray array.
+    pub fn into_array(self) -> ArrayD<f32> {
+        ArrayD::from_shape_vec(IxDyn(&self.shape), self.data)
+            .expect("shape and length agree by construction")
+    }
+}
+
+/// The CPU backend, on the global rayon pool or a pool of its own.
+///
+/// ```
+/// use diffuse_core::{Backend, CpuBackend, NoiseStream, RowReduction};
+/// let cpu = CpuBackend::with_threads(2)?;
+/// let mut z = cpu.zeros(&[4, 1000])?;
+/// cpu.fill_noise(NoiseStream::new(7, 0), 0, &mut z)?;
+/// let mut rms = cpu.zeros(&[4])?;
+/// cpu.reduce_rows(&z, RowReduction::Rms, &mut rms)?;
+/// assert!(cpu.to_host(&rms)?.iter().all(|r| (r - 1.0).abs() < 0.1));
+/// # Ok::<(), diffuse_core::Error>(())
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct CpuBackend {
+    pool: Option<Arc<rayon::ThreadPool>>,
+}
+
+impl CpuBackend {
+    /// A backend on rayon's global pool (`RAYON_NUM_THREADS` or one thread
+    /// per core).
+    pub fn new() -> Self {
+        Self { pool: None }
+    }
+
+    /// A backend on a pool of its own with `threads` threads.
+    pub fn with_threads(threads: usize) -> Result<Self> {
+        if threads == 0 {
+            return Err(Error::InvalidArgument {
+                name: "threads",
+                reason: "at least one thread is needed".into(),
+            });
+        }
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .map_err(|e| Error::Backend {
+                backend: "cpu".into(),
+                message: e.to_string(),
+            })?;
+        Ok(Self {
+            pool: Some(Arc::new(pool)),
+        })
+    }
+
+    /// Number of threads the backend's work runs on.
+    pub fn threads(&self) -> usize {
+        match &self.pool {
+            Some(p) => p.current_num_threads(),
+            None => rayon::current_num_threads(),
+        }
+    }
+
+    fn install<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        match &self.pool {
+            Some(p) => p.install(f),
+            None => f(),
+        }
+    }
+}
+
+fn same_shape(op: &'static str, expected: &[usize], found: &[usize]) -> Result<()> {
+    if expected != found {
+        return Err(Error::ShapeMismatch {
+            op,
+            expected: expected.to_vec(),
+            found: found.to_vec(),
+        });
+    }
+    Ok(())
+}
+
+/// Raw element pointers for one fused step. Operand pointers may equal
+/// output pointers (in-place updates); see the safety notes in `run`.
+#[derive(Clone, Copy)]
+struct Ptrs {
+    src: [*const f32; MAX_INPUTS],
+    dst: [*mut f32; MAX_OUTPUTS],
+}
+// SAFETY: tasks write disjoint element ranges of the outputs, and read
+// operand elements only in the range they own (or read-only inputs).
+unsafe impl Send for Ptrs {}
+unsafe impl Sync for Ptrs {}
+
+/// Combines elements `start .. start + len` (`len ≤ BLOCK`).
+///
+/// # Safety
+/// Every `src[k]` for `k < K` and `dst[m]` for `m < M` must be valid for
+/// `start + len` elements, and no other thread may touch that range.
+#[inline(always)]
+unsafe fn combine_block<const K: usize, const M: usize, const NOISE: bool>(
+    p: &Ptrs,
+    start: usize,
+    len: usize,
+    c: &[[f32; MAX_INPUTS]; MAX_OUTPUTS],
+    cz: &[f32; MAX_OUTPUTS],
+    z: &[f32; BLOCK],
+) {
+    let mut v = [[0.0f32; BLOCK]; K];
+    for (k, vk) in v.iter_mut().enumerate() {
+        // SAFETY: the caller guarantees the range is valid and owned.
+        let s = unsafe { std::slice::from_raw_parts(p.src[k].add(start), len) };
+        vk[..len].copy_from_slice(s);
+    }
+    let mut out = [[0.0f32; BLOCK]; M];
+    for (m, om) in out.iter_mut().enumerate() {
+        for i in 0..BLOCK {
+            let mut acc = c[m][0] * v[0][i];
+            for k in 1..K {
+                acc += c[m][k] * v[k][i];
+            }
+            if NOISE {
+                acc += cz[m] * z[i];
+            }
+            om[i] = acc;
+        }
+    }
+    for (m, om) in out.iter().enumerate() {
+        // SAFETY: as above; all operand reads of this range happened above.
+        let d = unsafe { std::slice::from_raw_parts_mut(p.dst[m].add(start), len) };
+        d.copy_from_slice(&om[..len]);
+    }
+}
+
+fn run<const K: usize, const M: usize, const NOISE: bool>(
+    plan: &LinComb,
+    p: Ptrs,
+    n: usize,
+    row_len: usize,
+) {
+    let (key, stream, offset) = match plan.noise() {
+        Some((s, off)) => (seed_key(s.seed), s.stream, off),
+        None => ([0, 0], 0, 0),
+    };
+    // Coefficients change only at row boundaries of a per-row plan.
+    let seg = if plan.rows().is_some() { row_len } else { n };
+    let chunks = n.div_ceil(CHUNK);
+    (0..chunks).into_par_iter().for_each(|chunk| {
+        let end = ((chunk + 1) * CHUNK).min(n);
+        let mut i = chunk * CHUNK;
+        let mut z = [0.0f32; BLOCK];
+        while i < end {
+            let row = i / seg;
+            let seg_end = ((row + 1) * seg).min(end);
+            let (c, cz) = plan.f32_row(row);
+            while i < seg_end {
+                let len = BLOCK.min(seg_end - i);
+                if NOISE {
+                    fill_range(key, stream, offset.wrapping_add(i as u64), &mut z[..len]);
+                }
+                // SAFETY: `i + len ≤ n`, every pointer covers `n` elements,
+                // and chunks are disjoint, so this task owns the range.
+                unsafe { combine_block::<K, M, NOISE>(&p, i, len, &c, &cz, &z) };
+                i += len;
+            }
+        }
+    });
+}
+
+type Kernel = fn(&LinComb, Ptrs, usize, usize);
+
+macro_rules! kernel_table {
+    ($($k:literal),*) => {
+        [$(
+            [
+                [run::<$k, 1, false> as Kernel, run::<$k, 1, true> as Kernel],
+                [run::<$k, 2, false> as Kernel, run::<$k, 2, true> as Kernel],
+                [run::<$k, 3, false> as Kernel, run::<$k, 3, true> as Kernel],
+                [run::<$k, 4, false> as Kernel, run::<$k, 4, true> as Kernel],
+            ]
+        ),*]
+    };
+}
+
+/// One monomorphised kernel per (K, M, noise).
+static KERNELS: [[[Kernel; 2]; MAX_OUTPUTS]; MAX_INPUTS] = kernel_table!(1, 2, 3, 4, 5, 6, 7, 8);
+
+fn reduce_row(row: &[f32], op: RowReduction) -> f64 {
+    let sum = |f: &(dyn Fn(f32) -> f64 + Sync)| -> f64 {
+        let partial: Vec<f64> = row
+            .par_chunks(REDUCE_BLOCK)
+            .map(|b| b.iter().map(|&x| f(x)).sum::<f64>())
+            .collect();
+        partial.iter().sum()
+    };
+    let n = row.len() as f64;
+    match op {
+        RowReduction::SumSquares => sum(&|x| f64::from(x) * f64::from(x)),
+        RowReduction::Rms => (sum(&|x| f64::from(x) * f64::from(x)) / n).sqrt(),
+        RowReduction::Mean => sum(&|x| f64::from(x)) / n,
+        RowReduction::Std { correction } => {
+            let mean = sum(&|x| f64::from(x)) / n;
+            let ss = sum(&|x| (f64::from(x) - mean).powi(2));
+            (ss / (n - f64::from(correction))).sqrt()
+        }
+        RowReduction::AbsQuantile(p) => {
+            let mut v: Vec<f32> = row.iter().map(|x| x.abs()).collect();
+            let h = (v.len() - 1) as f64 * p;
+            let lo = h.floor() as usize;
+            let (_, &mut a, upper) = v.select_nth_unstable_by(lo, f32::total_cmp);
+            let b = upper.iter().copied().fold(f32::INFINITY, f32::min);
+            if lo + 1 >= row.len() {
+                f64::from(a)
+            } else {
+                f64::from(a) + (h - lo as f64) * (f64::from(b) - f64::from(a))
+            }
+        }
+    }
+}
+
+impl Backend for CpuBackend {
+    type Tensor = CpuTensor;
+
+    fn name(&self) -> String {
+        "cpu".into()
+    }
+
+    fn zeros(&self, shape: &[usize]) -> Result<CpuTensor> {
+        CpuTensor::zeros(shape)
+    }
+
+    fn from_host(&self, shape: &[usize], data: &[f32]) -> Result<CpuTensor> {
+        let n = check_shape(shape)?;
+        if data.len() != n {
+            return Err(Error::InvalidShape {
+                shape: shape.to_vec(),
+                reason: format!("{} elements given for {n}", data.len()),
+            });
+        }
+        let mut v = Vec::new();
+        v.try_reserve_exact(n)
+            .map_err(|_| Error::OutOfMemory { bytes: n * 4 })?;
+        v.extend_from_slice(data);
+        CpuTensor::from_vec(shape, v)
+    }
+
+    fn to_host(&self, tensor: &CpuTensor) -> Result<Vec<f32>> {
+        Ok(tensor.data.clone())
+    }
+
+    fn shape<'t>(&self, tensor: &'t CpuTensor) -> &'t [usize] {
+        &tensor.shape
+    }
+
+    fn copy(&self, src: &CpuTensor, dst: &mut CpuTensor) -> Result<()> {
+        same_shape("copy", &src.shape, &dst.shape)?;
+        self.install(|| {
+            dst.data
+                .par_chunks_mut(CHUNK)
+                .zip(src.data.par_chunks(CHUNK))
+                .for_each(|(d, s)| d.copy_from_slice(s));
+        });
+        Ok(())
+    }
+
+    fn fill_noise(&self, stream: NoiseStream, offset: u64, out: &mut CpuTensor) -> Result<()> {
+        let key = seed_key(stream.seed);
+        self.install(|| {
+            out.data
+                .par_chunks_mut(CHUNK)
+                .enumerate()
+                .for_each(|(c, chunk)| {
+                    let first = offset.wrapping_add((c * CHUNK) as u64);
+                    fill_range(key, stream.stream, first, chunk);
+                });
+        });
+        Ok(())
+    }
+
+    fn lincomb(
+        &self,
+        plan: &LinComb,
+        inputs: &[&CpuTensor],
+        outputs: &mut [&mut CpuTensor],
+    ) -> Result<()> {
+        plan.validate(inputs.len(), outputs.len())?;
+        let shape = outputs[0].shape.clone();
+        for t in inputs {
+            same_shape("lincomb input", &shape, &t.shape)?;
+        }
+        for t in outputs.iter() {
+            same_shape("lincomb output", &shape, &t.shape)?;
+        }
+        if let Some(rows) = plan.rows()
+            && rows != shape[0]
+        {
+            return Err(Error::InvalidPlan(format!(
+                "per-row plan for {rows} rows applied to a batch of {}",
+                shape[0]
+            )));
+        }
+        let n = outputs[0].data.len();
+        let row_len = n / shape[0];
+        let mut dst = [std::ptr::null_mut(); MAX_OUTPUTS];
+        for (d, t) in dst.iter_mut().zip(outputs.iter_mut()) {
+            *d = t.data.as_mut_ptr();
+        }
+        let mut src = [std::ptr::null(); MAX_INPUTS];
+        for (s, op) in src.iter_mut().zip(plan.operands()) {
+            *s = match *op {
+                Operand::Input(i) => inputs[i].data.as_ptr(),
+                Operand::Output(m) => dst[m] as *const f32,
+            };
+        }
+        let kernel =
+            KERNELS[plan.inputs() - 1][plan.outputs() - 1][usize::from(plan.noise().is_some())];
+        let ptrs = Ptrs { src, dst };
+        self.install(|| kernel(plan, ptrs, n, row_len));
+        Ok(())
+    }
+
+    fn reduce_rows(&self, x: &CpuTensor, op: RowReduction, out: &mut CpuTensor) -> Result<()> {
+        same_shape("reduce_rows output", &[x.rows()], &out.shape)?;
+        let row_len = x.row_len();
+        match op {
+            RowReduction::AbsQuantile(p) if !(0.0..=1.0).contains(&p) => {
+                return Err(Error::InvalidArgument {
+                    name: "quantile",
+                    reason: format!("p = {p} is outside [0, 1]"),
+                });
+            }
+            RowReduction::Std { correction } if correction > 1 => {
+                return Err(Error::InvalidArgument {
+                    name: "std correction",
+                    reason: format!("{correction}; use 0 (population) or 1 (unbiased)"),
+                });
+            }
+            RowReduction::Std { correction: 1 } if row_len < 2 => {
+                return Err(Error::InvalidArgument {
+                    name: "std correction",
+                    reason: "the unbiased std needs at least two elements per row".into(),
+                });
+            }
+            _ => {}
+        }
+        if let Some(i) = x.data.iter().position(|v| !v.is_finite()) {
+            return Err(Error::NonFinite(format!(
+                "reduce_rows input (row {}, element {})",
+                i / row_len,
+                i % row_len
+            )));
+        }
+        self.install(|| {
+            out.data
+                .par_iter_mut()
+                .zip(x.data.par_chunks(row_len))
+                .for_each(|(o, row)| *o = reduce_row(row, op) as f32);
+        });
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantile_follows_linear_interpolation() {
+        let row = [-4.0f32, 1.0, 3.0, -2.0, 0.0];
+        // |x| sorted: 0 1 2 3 4.
+        assert_eq!(reduce_row(&row, RowReduction::AbsQuantile(0.0)), 0.0);
+        assert_eq!(reduce_row(&row, RowReduction::AbsQuantile(1.0)), 4.0);
+        assert_eq!(reduce_row(&row, RowReduction::AbsQuantile(0.5)), 2.0);
+        assert!((reduce_row(&row, RowReduction::AbsQuantile(0.9)) - 3.6).abs() < 1e-12);
+        assert_eq!(reduce_row(&[5.0], RowReduction::AbsQuantile(0.3)), 5.0);
+    }
+
+    #[test]
+    fn moments_of_a_small_row() {
+        let row = [1.0f32, 2.0, 3.0, 4.0];
+        assert_eq!(reduce_row(&row, RowReduction::SumSquares), 30.0);
+        assert_eq!(reduce_row(&row, RowReduction::Mean), 2.5);
+        assert!((reduce_row(&row, RowReduction::Rms) - 7.5f64.sqrt()).abs() < 1e-12);
+        assert!(
+            (reduce_row(&row, RowReduction::Std { correction: 0 }) - 1.25f64.sqrt()).abs() < 1e-12
+        );
+        assert!(
+            (reduce_row(&row, RowReduction::Std { correction: 1 }) - (5.0f64 / 3.0).sqrt()).abs()
+                < 1e-12
+        );
+    }
+}

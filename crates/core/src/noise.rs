@@ -1,0 +1,335 @@
+//! The public noise stream: Philox4x32-10 bits turned into standard normals.
+//!
+//! Every Gaussian draw in diffuse comes from this stream. Element `i` (flat,
+//! row-major index) of draw `stream` under `seed` is a pure function of
+//! `(seed, stream, i)`, so the same seed gives the same numbers for any thread
+//! count, any split of a batch into shards, and on every backend. The full
+//! specification, precise enough to reimplement in any language, is in
+//! `docs/noise.md`; in short:
+//!
+//! 1. Philox4x32-10 (Salmon, Moraes, Dror & Shaw, "Parallel random numbers: as
+//!    easy as 1, 2, 3", SC 2011) with key `(lo32(seed), hi32(seed))`.
+//! 2. Element `i` uses block `j = i / 4`, counter
+//!    `(lo32(j), hi32(j), lo32(stream), hi32(stream))`, words `w0..w3`.
+//! 3. Lanes 0 and 1 use the pair `(w0, w1)`, lanes 2 and 3 the pair `(w2, w3)`,
+//!    through the Box–Muller transform (Box & Muller 1958):
+//!    `u_a = ((w_a >> 8) + 1)·2⁻²⁴ ∈ (0, 1]`, `u_b = (w_b >> 8)·2⁻²⁴ ∈ [0, 1)`,
+//!    `r = √(−2·ln u_a)`; the even lane is `r·cos(2π·u_b)`, the odd lane
+//!    `r·sin(2π·u_b)`.
+//!
+//! All arithmetic is f32 and uses only `+ − × ÷ √`, integer operations and
+//! exact conversions, in a fixed order, with our own [`ln_f32`] and
+//! [`sincos_turns`]. No operation may be contracted into a fused multiply–add.
+//! The CUDA kernels (`kernels/noise.cuh`) spell out the same sequence, so both
+//! backends agree bit for bit.
+//!
+//! ```
+//! use diffuse_core::noise::NoiseStream;
+//! let z = NoiseStream::new(0, 0);
+//! let mut first = [0.0f32; 4];
+//! z.fill(0, &mut first);
+//! // Known answer (docs/noise.md): the f64 evaluation starts 0.99113747…
+//! assert!((first[0] - 0.991_137_475).abs() < 2e-6);
+//! // Element 2 is the same whether drawn alone or in a block.
+//! assert_eq!(z.at(2), first[2]);
+//! ```
+
+/// First Philox multiplier (Salmon et al. 2011, Table 2).
+pub const PHILOX_M0: u32 = 0xD251_1F53;
+/// Second Philox multiplier.
+pub const PHILOX_M1: u32 = 0xCD9E_8D57;
+/// First Weyl key increment (golden ratio).
+pub const PHILOX_W0: u32 = 0x9E37_79B9;
+/// Second Weyl key increment (√3 − 1).
+pub const PHILOX_W1: u32 = 0xBB67_AE85;
+
+/// 2⁻²⁴, the weight of one step of a 24-bit uniform.
+const TWO_POW_M24: f32 = 1.0 / 16_777_216.0;
+
+/// Philox4x32-10: ten rounds of the Philox bijection on a 128-bit counter
+/// under a 64-bit key.
+///
+/// One round maps `(c0, c1, c2, c3)` to
+/// `(hi(M1·c2) ⊕ c1 ⊕ k0, lo(M1·c2), hi(M0·c0) ⊕ c3 ⊕ k1, lo(M0·c0))`,
+/// and the key is bumped by the Weyl increments `(W0, W1)` between rounds
+/// (Salmon et al. 2011, §4.2). Known answer: counter 0, key 0 →
+/// `6627e8d5 e169c58d bc57ac4c 9b00dbd8`.
+#[inline(always)]
+pub fn philox4x32_10(counter: [u32; 4], key: [u32; 2]) -> [u32; 4] {
+    let [mut c0, mut c1, mut c2, mut c3] = counter;
+    let [mut k0, mut k1] = key;
+    let mut round = 0;
+    loop {
+        let p0 = u64::from(PHILOX_M0) * u64::from(c0);
+        let p1 = u64::from(PHILOX_M1) * u64::from(c2);
+        let (hi0, lo0) = ((p0 >> 32) as u32, p0 as u32);
+        let (hi1, lo1) = ((p1 >> 32) as u32, p1 as u32);
+        c0 = hi1 ^ c1 ^ k0;
+        c1 = lo1;
+        c2 = hi0 ^ c3 ^ k1;
+        c3 = lo0;
+        round += 1;
+        if round == 10 {
+            return [c0, c1, c2, c3];
+        }
+        k0 = k0.wrapping_add(PHILOX_W0);
+        k1 = k1.wrapping_add(PHILOX_W1);
+    }
+}
+
+// ln(2) split in a high part with trailing zero bits (so k·LN2_HI is exact
+// for |k| < 2⁸) and a low part.
+const LN2_HI: f32 = f32::from_bits(0x3f31_7180); // 6.9313812256e-01
+const LN2_LO: f32 = f32::from_bits(0x3717_f7d1); // 9.0580006145e-06
+// Coefficients of the minimax fit of (ln(1+f) - f + f²/2 - s·f²/2)/s in s²
+// from the classic fdlibm/musl logf (s = f/(2+f)).
+const LG1: f32 = f32::from_bits(0x3f2a_aaaa); // 0.66666662693
+const LG2: f32 = f32::from_bits(0x3ecc_ce13); // 0.40000972152
+const LG3: f32 = f32::from_bits(0x3e91_e9ee); // 0.28498786688
+const LG4: f32 = f32::from_bits(0x3e78_9e26); // 0.24279078841
+
+/// Natural logarithm of a positive, normal, finite f32, from `+ − × ÷` only.
+///
+/// Reduction: `x = 2ᵏ·(1+f)` with `1+f ∈ [√2/2, √2)`, found by integer
+/// operations on the bits. Then with `s = f/(2+f)`,
+/// `ln(1+f) = 2·atanh(s) = f − f²/2 + s·(f²/2 + R(s²))`, where `R` is a
+/// degree-4 polynomial (the fdlibm `logf` scheme, Sun Microsystems 1993), and
+/// `ln x = k·ln2_hi + (f − f²/2 + s·(f²/2 + R) + k·ln2_lo)`.
+/// Accuracy: within 1 ulp of the correctly rounded result on the inputs of
+/// the noise stream (`[2⁻²⁴, 1]`). Zero, negative, subnormal, infinite or NaN
+/// inputs give unspecified results: callers only pass `u_a ∈ [2⁻²⁴, 1]`.
+#[inline(always)]
+pub fn ln_f32(x: f32) -> f32 {
+    let mut ix = x.to_bits();
+    // Shift the exponent so that the mantissa lands in [√2/2, √2).
+    ix = ix.wrapping_add(0x3f80_0000 - 0x3f35_04f3);
+    let k = (ix >> 23) as i32 - 0x7f;
+    ix = (ix & 0x007f_ffff) + 0x3f35_04f3;
+    let f = f32::from_bits(ix) - 1.0;
+    let s = f / (2.0 + f);
+    let z = s * s;
+    let w = z * z;
+    let t1 = w * (LG2 + w * LG4);
+    let t2 = z * (LG1 + w * LG3);
+    let r = t2 + t1;
+    let hfsq = 0.5 * f * f;
+    let dk = k as f32;
+    s * (hfsq + r) + dk * LN2_LO - hfsq + f + dk * LN2_HI
+}
+
+// Taylor coefficients of sin(2πr) = r·Σ Sₙ·r²ⁿ and cos(2πr) = Σ Cₙ·r²ⁿ,
+// Sₙ = (−1)ⁿ(2π)²ⁿ⁺¹/(2n+1)!, Cₙ = (−1)ⁿ(2π)²ⁿ/(2n)!, rounded to f32.
+// On |r| ≤ 1/8 the truncation errors are below 2e-9 (sin) and 2e-10 (cos).
+const S0: f32 = f32::from_bits(0x40c9_0fdb); // 6.283185307179586
+const S1: f32 = f32::from_bits(0xc225_5de7); // -41.341702240399755
+const S2: f32 = f32::from_bits(0x42a3_35e3); // 81.60524927607504
+const S3: f32 = f32::from_bits(0xc299_6966); // -76.70585975306136
+const S4: f32 = f32::from_bits(0x4228_3c1a); // 42.058693944897634
+const C1: f32 = f32::from_bits(0xc19d_e9e6); // -19.739208802178716
+const C2: f32 = f32::from_bits(0x4281_e0f8); // 64.93939402266828
+const C3: f32 = f32::from_bits(0xc2aa_e9e4); // -85.45681720669371
+const C4: f32 = f32::from_bits(0x4270_fa83); // 60.24464137187664
+const C5: f32 = f32::from_bits(0xc1d3_68f9); // -26.426256783374388
+
+/// `(sin 2πu, cos 2πu)` for `u = m·2⁻²⁴`, `m < 2²⁴`: a sincospi in turns with
+/// exact quarter-turn reduction.
+///
+/// The nearest quarter turn `q = ⌊(m + 2²¹) / 2²²⌋` and the remainder
+/// `r = (m − q·2²²)·2⁻²⁴ ∈ [−1/8, 1/8]` are computed with integers, so the
+/// reduction is exact. Then `sin 2πr = r·(S0 + r²(S1 + r²(S2 + r²(S3 + r²S4))))`
+/// and `cos 2πr = 1 + r²(C1 + r²(C2 + r²(C3 + r²(C4 + r²C5))))` (Horner, in
+/// this order), and the quadrant `q mod 4` rotates the pair:
+/// `sin 2π(q/4 + r)` is `s, c, −s, −c` and `cos` is `c, −s, −c, s` for
+/// `q mod 4 = 0, 1, 2, 3`. Only the low 24 bits of `m` are used.
+#[inline(always)]
+pub fn sincos_turns(m: u32) -> (f32, f32) {
+    let m = m & 0x00ff_ffff;
+    let q = (m + (1 << 21)) >> 22;
+    let r = (m as i32 - (q << 22) as i32) as f32 * TWO_POW_M24;
+    let z = r * r;
+    let ps = (((S4 * z + S3) * z + S2) * z + S1) * z + S0;
+    let s = r * ps;
+    let pc = ((((C5 * z + C4) * z + C3) * z + C2) * z + C1) * z;
+    let c = pc + 1.0;
+    // Odd quadrants swap sine and cosine; signs flip by exact bit operations.
+    let odd = q & 1 == 1;
+    let (sin, cos) = if odd { (c, s) } else { (s, c) };
+    let sin_sign = (q & 2) << 30;
+    let cos_sign = ((q + 1) & 2) << 30;
+    (
+        f32::from_bits(sin.to_bits() ^ sin_sign),
+        f32::from_bits(cos.to_bits() ^ cos_sign),
+    )
+}
+
+/// The Box–Muller pair from two Philox words: `(r·cos 2πu_b, r·sin 2πu_b)`
+/// with `u_a = ((w_a >> 8) + 1)·2⁻²⁴`, `u_b = (w_b >> 8)·2⁻²⁴`,
+/// `r = √(−2·ln u_a)` (Box & Muller 1958).
+#[inline(always)]
+pub fn box_muller(wa: u32, wb: u32) -> (f32, f32) {
+    let ua = ((wa >> 8) + 1) as f32 * TWO_POW_M24;
+    let r = (-2.0 * ln_f32(ua)).sqrt();
+    let (s, c) = sincos_turns(wb >> 8);
+    (r * c, r * s)
+}
+
+/// The four normals of Philox block `block` of draw `stream` under `key`.
+#[inline(always)]
+pub fn normal_block(key: [u32; 2], stream: u64, block: u64) -> [f32; 4] {
+    let w = philox4x32_10(
+        [
+            block as u32,
+            (block >> 32) as u32,
+            stream as u32,
+            (stream >> 32) as u32,
+        ],
+        key,
+    );
+    let (z0, z1) = box_muller(w[0], w[1]);
+    let (z2, z3) = box_muller(w[2], w[3]);
+    [z0, z1, z2, z3]
+}
+
+/// The Philox key of a seed: `(lo32(seed), hi32(seed))`.
+#[inline(always)]
+pub const fn seed_key(seed: u64) -> [u32; 2] {
+    [seed as u32, (seed >> 32) as u32]
+}
+
+/// Largest number of elements [`fill_range`] handles in one call from the
+/// fused step (a whole number of Philox blocks plus alignment slack).
+pub(crate) const MAX_FILL: usize = 64;
+
+/// Writes elements `first .. first + out.len()` of the stream into `out`.
+///
+/// Works on whole Philox blocks internally, so any split of the index range
+/// gives the same values as one call over the whole range.
+#[inline(always)]
+pub(crate) fn fill_range(key: [u32; 2], stream: u64, first: u64, out: &mut [f32]) {
+    let mut i = 0usize;
+    let mut index = first;
+    // Leading partial block.
+    let lane = (index & 3) as usize;
+    if lane != 0 && !out.is_empty() {
+        let z = normal_block(key, stream, index >> 2);
+        let take = (4 - lane).min(out.len());
+        out[..take].copy_from_slice(&z[lane..lane + take]);
+        i += take;
+        index += take as u64;
+    }
+    // Whole blocks.
+    let whole = (out.len() - i) / 4;
+    for b in 0..whole {
+        let z = normal_block(key, stream, (index >> 2) + b as u64);
+        out[i + 4 * b..i + 4 * b + 4].copy_from_slice(&z);
+    }
+    i += 4 * whole;
+    index += 4 * whole as u64;
+    // Trailing partial block.
+    if i < out.len() {
+        let z = normal_block(key, stream, index >> 2);
+        let rest = out.len() - i;
+        out[i..].copy_from_slice(&z[..rest]);
+    }
+}
+
+/// One draw of the public noise stream: a seed and a stream number.
+///
+/// `NoiseStream::new(seed, stream).at(i)` is element `i` of the draw. Use
+/// distinct `stream` numbers for the independent draws of one run (for
+/// example one per sampling step) and the seed to tell runs apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct NoiseStream {
+    /// The seed; its low and high 32 bits form the Philox key.
+    pub seed: u64,
+    /// The draw number; its low and high 32 bits fill the upper half of the
+    /// Philox counter.
+    pub stream: u64,
+}
+
+impl NoiseStream {
+    /// The draw `stream` under `seed`.
+    pub const fn new(seed: u64, stream: u64) -> Self {
+        Self { seed, stream }
+    }
+
+    /// Element `index` of the draw.
+    pub fn at(&self, index: u64) -> f32 {
+        normal_block(seed_key(self.seed), self.stream, index >> 2)[(index & 3) as usize]
+    }
+
+    /// Writes elements `first .. first + out.len()` of the draw into `out`
+    /// (sequentially; the CPU backend's `fill_noise` is the parallel version).
+    pub fn fill(&self, first: u64, out: &mut [f32]) {
+        fill_range(seed_key(self.seed), self.stream, first, out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn philox_known_answers() {
+        assert_eq!(
+            philox4x32_10([0; 4], [0; 2]),
+            [0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8]
+        );
+        assert_eq!(
+            philox4x32_10([u32::MAX; 4], [u32::MAX; 2]),
+            [0x408f276d, 0x41c83b0e, 0xa20bc7c6, 0x6d5451fd]
+        );
+    }
+
+    #[test]
+    fn ln_is_accurate_over_the_uniform_grid() {
+        // Every 97th 24-bit uniform, plus both ends.
+        let mut worst = 0.0f64;
+        let mut check = |m: u32| {
+            let u = m as f32 * TWO_POW_M24;
+            let got = f64::from(ln_f32(u));
+            let want = f64::from(u).ln();
+            let ulp = f64::from(f32::from_bits((want as f32).abs().to_bits() + 1))
+                - f64::from((want as f32).abs());
+            if want != 0.0 {
+                worst = worst.max((got - want).abs() / ulp);
+            } else {
+                assert_eq!(got, 0.0);
+            }
+        };
+        for m in (1..=(1u32 << 24)).step_by(97) {
+            check(m);
+        }
+        check(1 << 24);
+        check(1);
+        assert!(worst <= 1.0, "ln error {worst} ulp");
+    }
+
+    #[test]
+    fn sincos_matches_f64_and_is_exact_at_quarter_turns() {
+        for m in (0..(1u32 << 24)).step_by(101) {
+            let (s, c) = sincos_turns(m);
+            let a = 2.0 * std::f64::consts::PI * f64::from(m) / 16_777_216.0;
+            assert!((f64::from(s) - a.sin()).abs() < 2.5e-7, "sin at m={m}");
+            assert!((f64::from(c) - a.cos()).abs() < 2.5e-7, "cos at m={m}");
+        }
+        assert_eq!(sincos_turns(0), (0.0, 1.0));
+        assert_eq!(sincos_turns(1 << 22), (1.0, -0.0));
+        assert_eq!(sincos_turns(2 << 22), (-0.0, -1.0));
+        assert_eq!(sincos_turns(3 << 22), (-1.0, 0.0));
+    }
+
+    #[test]
+    fn fill_agrees_with_at_for_any_offset() {
+        let z = NoiseStream::new(3, 5);
+        for first in 0..9u64 {
+            for len in 0..13usize {
+                let mut out = vec![0.0; len];
+                z.fill(first, &mut out);
+                for (i, v) in out.iter().enumerate() {
+                    assert_eq!(v.to_bits(), z.at(first + i as u64).to_bits());
+                }
+            }
+        }
+    }
+}

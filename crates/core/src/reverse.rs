@@ -1,0 +1,107 @@
+//! Reverse process: what the network predicts, and the network itself.
+//!
+//! Survey §2.2: a network output `out` at state `x` with marginal `(α, σ)`
+//! is turned into a clean-data estimate `x̂₀` and a noise estimate `ε̂` by
+//! linear maps; ε-, x₀-, v-, score-, flow-velocity-prediction and EDM
+//! preconditioning differ only in those maps. Implementations live in
+//! `diffuse-param` (parameterisations) and `diffuse-nets` (denoisers).
+
+use crate::backend::Backend;
+use crate::error::{Error, Result};
+use crate::forward::Marginal;
+
+/// A scalar affine map of a state and a network output, `y = a·x + b·out`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Affine {
+    /// Weight of the state `x`.
+    pub a: f64,
+    /// Weight of the network output.
+    pub b: f64,
+}
+
+/// How a network output relates to `x̂₀` and `ε̂`.
+///
+/// ```
+/// use diffuse_core::{Affine, Marginal, Parameterization, Result};
+/// /// ε-prediction (Ho et al. 2020): x̂₀ = (x − σ·out)/α.
+/// struct Epsilon;
+/// impl Parameterization for Epsilon {
+///     fn name(&self) -> &str { "epsilon" }
+///     fn x0_map(&self, m: Marginal) -> Result<Affine> {
+///         Ok(Affine { a: 1.0 / m.alpha, b: -m.sigma / m.alpha })
+///     }
+/// }
+/// let m = Marginal::new(0.6, 0.8)?;
+/// let eps = Epsilon.eps_map(m)?; // ε̂ = (x − α·x̂₀)/σ = out
+/// assert!(eps.a.abs() < 1e-12 && (eps.b - 1.0).abs() < 1e-12);
+/// # Ok::<(), diffuse_core::Error>(())
+/// ```
+pub trait Parameterization: Send + Sync {
+    /// The parameterisation's name.
+    fn name(&self) -> &str;
+
+    /// `(a, b)` with `x̂₀ = a·x + b·out` at marginal `m`, or
+    /// [`Error::Undefined`] where the parameterisation cannot recover `x̂₀`.
+    fn x0_map(&self, m: Marginal) -> Result<Affine>;
+
+    /// `(a, b)` with `ε̂ = a·x + b·out`. The default follows from the forward
+    /// marginal, `ε̂ = (x − α·x̂₀)/σ`, and is undefined at `σ = 0`.
+    fn eps_map(&self, m: Marginal) -> Result<Affine> {
+        if m.sigma == 0.0 {
+            return Err(Error::Undefined {
+                what: "the noise estimate ε̂",
+                at: "at σ = 0 (SNR = ∞)".into(),
+            });
+        }
+        let x0 = self.x0_map(m)?;
+        Ok(Affine {
+            a: (1.0 - m.alpha * x0.a) / m.sigma,
+            b: -m.alpha * x0.b / m.sigma,
+        })
+    }
+
+    /// The scale `c_in` applied to the state before it enters the network
+    /// (EDM preconditioning, Karras et al. 2022 Table 1); 1 by default.
+    fn input_scale(&self, _m: Marginal) -> f64 {
+        1.0
+    }
+}
+
+/// The noise level of one batch row, as handed to a [`Denoiser`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct NoiseLevel {
+    /// Time in the schedule's range.
+    pub t: f64,
+    /// The forward marginal at `t`.
+    pub marginal: Marginal,
+}
+
+/// What a denoiser is conditioned on.
+#[derive(Clone, Copy, Debug, Default)]
+pub enum Condition<'a, T> {
+    /// No condition.
+    #[default]
+    Unconditional,
+    /// One class label per batch row; `None` is the null label that
+    /// classifier-free guidance uses.
+    Class(&'a [Option<u32>]),
+    /// A conditioning tensor with the batch as leading axis.
+    Tensor(&'a T),
+}
+
+/// A model of the reverse process: predicts from a noisy state.
+pub trait Denoiser<B: Backend>: Send + Sync {
+    /// What the output means.
+    fn parameterization(&self) -> &dyn Parameterization;
+
+    /// Writes the prediction for state `x` (one [`NoiseLevel`] per batch row)
+    /// into `out`, a tensor shaped like `x`.
+    fn predict(
+        &self,
+        backend: &B,
+        x: &B::Tensor,
+        levels: &[NoiseLevel],
+        condition: Condition<'_, B::Tensor>,
+        out: &mut B::Tensor,
+    ) -> Result<()>;
+}

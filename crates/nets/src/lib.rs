@@ -1,0 +1,18 @@
+//! # diffuse-nets — reverse process: the network
+//!
+//! Reference denoisers (MLP and residual MLP with time and class embeddings,
+//! the exact Gaussian-mixture denoiser), optimisers, EMA and checkpoints
+//! (survey §2.2). Every model implements [`Denoiser`] from `diffuse-core`,
+//! the only crate of ours this one depends on.
+//!
+//! This crate is being filled in. Denoisers receive one [`NoiseLevel`] per
+//! batch row:
+//!
+//! ```
+//! use diffuse_nets::{Marginal, NoiseLevel};
+//! let level = NoiseLevel { t: 0.5, marginal: Marginal::new(0.6, 0.8)? };
+//! assert!((level.marginal.log_snr() - 2.0 * (0.75f64).ln()).abs() < 1e-12);
+//! # Ok::<(), diffuse_nets::Error>(())
+//! ```
+
+pub use diffuse_core::{Condition, Denoiser, Error, Marginal, NoiseLevel, Result};

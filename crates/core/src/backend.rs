@@ -137,7 +137,9 @@ impl LinComb {
     /// A plan with one coefficient matrix per batch row, for `rows` rows.
     pub fn per_row(operands: &[Operand], outputs: usize, rows: usize) -> Result<Self> {
         if rows == 0 {
-            return Err(Error::InvalidPlan("a per-row plan needs at least one row".into()));
+            return Err(Error::InvalidPlan(
+                "a per-row plan needs at least one row".into(),
+            ));
         }
         Self::build(operands, outputs, Some(rows))
     }

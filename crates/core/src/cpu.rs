@@ -40,8 +40,9 @@ pub struct CpuTensor {
 
 fn alloc_zeros(n: usize) -> Result<Vec<f32>> {
     let mut v = Vec::new();
-    v.try_reserve_exact(n)
-        .map_err(|_| Error::OutOfMemory { bytes: n.saturating_mul(4) })?;
+    v.try_reserve_exact(n).map_err(|_| Error::OutOfMemory {
+        bytes: n.saturating_mul(4),
+    })?;
     v.resize(n, 0.0);
     Ok(v)
 }

@@ -1,1 +1,40 @@
-fn main() {}
+//! `diffuse`: the command line of the diffuse toolkit.
+//!
+//! Subcommands: `noise` writes the public noise stream, `bench step`
+//! measures the fused step on this machine. Errors are one line on stderr
+//! and a non-zero exit status.
+
+mod bench;
+mod cli;
+mod error;
+mod noise;
+mod output;
+
+use clap::Parser;
+use clap::error::ErrorKind;
+
+fn main() {
+    let args = match cli::Cli::try_parse() {
+        Ok(args) => args,
+        Err(e) => match e.kind() {
+            ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => e.exit(),
+            _ => {
+                // clap's message, up to its usage section, on one line.
+                let text = e.render().to_string();
+                let line: Vec<&str> = text
+                    .lines()
+                    .take_while(|l| !l.trim().is_empty())
+                    .map(str::trim)
+                    .collect();
+                eprintln!("{} (see `diffuse --help`)", line.join(" "));
+                std::process::exit(2);
+            }
+        },
+    };
+    if let Err(e) = cli::run(args) {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}

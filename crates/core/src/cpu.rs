@@ -184,7 +184,8 @@ impl CpuBackend {
         }
     }
 
-    fn install<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+    /// Runs `f` on the backend's thread pool.
+    pub fn run<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
         match &self.pool {
             Some(p) => p.install(f),
             None => f(),
@@ -377,7 +378,7 @@ impl Backend for CpuBackend {
 
     fn copy(&self, src: &CpuTensor, dst: &mut CpuTensor) -> Result<()> {
         same_shape("copy", &src.shape, &dst.shape)?;
-        self.install(|| {
+        self.run(|| {
             dst.data
                 .par_chunks_mut(CHUNK)
                 .zip(src.data.par_chunks(CHUNK))
@@ -388,7 +389,7 @@ impl Backend for CpuBackend {
 
     fn fill_noise(&self, stream: NoiseStream, offset: u64, out: &mut CpuTensor) -> Result<()> {
         let key = seed_key(stream.seed);
-        self.install(|| {
+        self.run(|| {
             out.data
                 .par_chunks_mut(CHUNK)
                 .enumerate()
@@ -438,7 +439,7 @@ impl Backend for CpuBackend {
         let kernel =
             KERNELS[plan.inputs() - 1][plan.outputs() - 1][usize::from(plan.noise().is_some())];
         let ptrs = Ptrs { src, dst };
-        self.install(|| kernel(plan, ptrs, n, row_len));
+        self.run(|| kernel(plan, ptrs, n, row_len));
         Ok(())
     }
 
@@ -473,7 +474,7 @@ impl Backend for CpuBackend {
                 i % row_len
             )));
         }
-        self.install(|| {
+        self.run(|| {
             out.data
                 .par_iter_mut()
                 .zip(x.data.par_chunks(row_len))

@@ -38,6 +38,7 @@
 //! ```
 
 pub mod backend;
+pub mod bench;
 pub mod cpu;
 pub mod error;
 pub mod forward;

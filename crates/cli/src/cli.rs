@@ -1,0 +1,146 @@
+//! Argument definitions and dispatch.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::error::CliResult;
+
+/// diffuse: diffusion-model components, factor by factor.
+#[derive(Debug, Parser)]
+#[command(name = "diffuse", version, arg_required_else_help = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write draws of the public noise stream (Philox4x32-10 + Box–Muller,
+    /// docs/noise.md) as float32 .npy or JSON.
+    Noise(NoiseArgs),
+    /// Measure performance on this machine.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+/// Output format of a command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Human-readable text.
+    Text,
+    /// One JSON object.
+    Json,
+}
+
+/// Output format of `noise`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum NoiseFormat {
+    /// float32 .npy (needs --out).
+    Npy,
+    /// `{"shape": [...], "data": [...]}`, data flat and row-major.
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct NoiseArgs {
+    /// Seed (the Philox key).
+    #[arg(long)]
+    pub seed: u64,
+    /// Draw number within the seed.
+    #[arg(long, default_value_t = 0)]
+    pub stream: u64,
+    /// Tensor shape, comma-separated, batch first (e.g. 3,7).
+    #[arg(long, value_parser = parse_shape)]
+    pub shape: Shape,
+    /// Index of the first element in the stream (to draw a shard of a
+    /// larger tensor: first row × row length).
+    #[arg(long, default_value_t = 0)]
+    pub offset: u64,
+    /// Output format: npy writes --out; json prints (or writes --out).
+    #[arg(long, value_enum)]
+    pub format: Option<NoiseFormat>,
+    /// Output file.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Replace --out if it exists.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// The fused step (lincomb) on the CPU backend: GB/s counting
+    /// 4·n·(K+M) bytes, median of repeated runs after warm-up.
+    Step(StepArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StepArgs {
+    /// Elements per tensor.
+    #[arg(long, default_value_t = 1 << 24, value_parser = clap::value_parser!(u64).range(1..=(1u64 << 31)))]
+    pub elements: u64,
+    /// Input tensors K (1 to 8).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=8))]
+    pub inputs: u8,
+    /// Output tensors M (1 to 4).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=4))]
+    pub outputs: u8,
+    /// Add a noise term from the public noise stream.
+    #[arg(long)]
+    pub noise: bool,
+    /// Timed runs (after warm-up).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub repeats: u32,
+    /// Also time the STREAM triad a = b + s·c and report the ratio.
+    #[arg(long)]
+    pub triad: bool,
+    /// Device to run on.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
+}
+
+/// A tensor shape given as `3,7`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Shape(pub Vec<usize>);
+
+/// Parses `3,7` into `[3, 7]`.
+fn parse_shape(s: &str) -> Result<Shape, String> {
+    let dims: Vec<usize> = s
+        .split(',')
+        .map(|d| {
+            let d = d.trim();
+            match d.parse::<usize>() {
+                Ok(0) => Err("axes must have positive length".to_string()),
+                Ok(v) => Ok(v),
+                Err(_) => Err(format!("'{d}' is not a positive integer")),
+            }
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(Shape(dims))
+}
+
+pub fn run(cli: Cli) -> CliResult<()> {
+    match cli.command {
+        Command::Noise(args) => crate::noise::run(args),
+        Command::Bench(BenchCommand::Step(args)) => crate::bench::step(args),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shapes_parse() {
+        assert_eq!(parse_shape("3,7"), Ok(Shape(vec![3, 7])));
+        assert_eq!(parse_shape(" 5 "), Ok(Shape(vec![5])));
+        assert!(parse_shape("3,0").is_err());
+        assert!(parse_shape("3,,7").is_err());
+        assert!(parse_shape("-1").is_err());
+        assert!(parse_shape("").is_err());
+    }
+}

@@ -1,0 +1,48 @@
+//! Writing result files without losing what a user wrote: a temporary file
+//! in the target directory, renamed into place only when complete, and never
+//! over an existing file unless `--force` was given.
+
+use std::io::Write;
+use std::path::Path;
+
+use crate::error::{CliError, CliResult};
+
+/// Writes `path` atomically with `write`.
+pub fn write_file(
+    path: &Path,
+    force: bool,
+    write: impl FnOnce(&mut dyn Write) -> CliResult<()>,
+) -> CliResult<()> {
+    if !force && path.exists() {
+        return Err(CliError::Exists(path.to_path_buf()));
+    }
+    let io = |source| CliError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".diffuse-")
+        .tempfile_in(dir)
+        .map_err(io)?;
+    {
+        let mut w = std::io::BufWriter::new(tmp.as_file_mut());
+        write(&mut w)?;
+        w.flush().map_err(io)?;
+    }
+    if force {
+        tmp.persist(path).map_err(|e| io(e.error))?;
+    } else {
+        tmp.persist_noclobber(path).map_err(|e| {
+            if e.error.kind() == std::io::ErrorKind::AlreadyExists {
+                CliError::Exists(path.to_path_buf())
+            } else {
+                io(e.error)
+            }
+        })?;
+    }
+    Ok(())
+}

@@ -1,1 +1,182 @@
-fn main() {}
+//! Project tasks, run as `cargo xtask TASK`.
+//!
+//! - `cargo xtask bench [ARGS…]`: runs the criterion benches of the fused
+//!   step (extra arguments go to criterion) and writes `docs/benchmarks.md`
+//!   with GB/s and the ratio to the STREAM triad measured in the same run.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("bench") => bench(&args[1..]),
+        _ => {
+            eprintln!("usage: cargo xtask bench [criterion arguments…]");
+            std::process::exit(2);
+        }
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+#[derive(Deserialize)]
+struct Estimate {
+    point_estimate: f64,
+}
+
+#[derive(Deserialize)]
+struct Estimates {
+    median: Estimate,
+}
+
+#[derive(Deserialize)]
+struct BenchmarkJson {
+    throughput: Option<Throughput>,
+}
+
+#[derive(Deserialize)]
+enum Throughput {
+    Bytes(u64),
+    #[serde(other)]
+    Other,
+}
+
+struct Row {
+    id: String,
+    bytes: u64,
+    median_ns: f64,
+}
+
+impl Row {
+    fn gbps(&self) -> f64 {
+        self.bytes as f64 / self.median_ns
+    }
+}
+
+fn read_row(dir: &Path, id: &str) -> Result<Row> {
+    let new = dir.join(id).join("new");
+    let est: Estimates = serde_json::from_str(
+        &std::fs::read_to_string(new.join("estimates.json"))
+            .with_context(|| format!("reading {}", new.display()))?,
+    )?;
+    let bench: BenchmarkJson =
+        serde_json::from_str(&std::fs::read_to_string(new.join("benchmark.json"))?)?;
+    let bytes = match bench.throughput {
+        Some(Throughput::Bytes(b)) => b,
+        _ => bail!("{id}: no byte throughput recorded"),
+    };
+    Ok(Row {
+        id: id.to_string(),
+        bytes,
+        median_ns: est.median.point_estimate,
+    })
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let threads = std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let rustc = Command::new("rustc")
+        .arg("--version")
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    format!("{cpu}, {threads} threads (rayon), {rustc}")
+}
+
+fn bench(extra: &[String]) -> Result<()> {
+    let root = root();
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(&root)
+        .args(["bench", "-p", "diffuse-core", "--bench", "lincomb", "--"])
+        .args(extra)
+        .status()
+        .context("running cargo bench")?;
+    if !status.success() {
+        bail!("cargo bench failed");
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let dir = target.join("criterion").join("lincomb");
+    let triad = read_row(&dir, "triad")?;
+    let cases = [
+        ("k2_m1", "K=2, M=1", Some(0.9)),
+        ("k3_m2", "K=3, M=2", None),
+        ("k3_m2_noise", "K=3, M=2, with noise", Some(0.7)),
+        ("k1_m1_noise", "K=1, M=1, with noise", None),
+    ];
+    let elements = triad.bytes / 12;
+    let mut md = String::new();
+    md.push_str("# Benchmarks\n\n");
+    md.push_str(
+        "Written by `cargo xtask bench` (criterion, median of 20 samples); do not edit by hand.\n\n",
+    );
+    md.push_str(&format!(
+        "Machine: {}. Tensors of {elements} f32 elements.\n\n",
+        machine()
+    ));
+    md.push_str("## The fused step (`lincomb`) against the memory-bandwidth floor\n\n");
+    md.push_str(
+        "A step that reads K tensors and writes M moves `4·n·(K+M)` bytes; its floor is that \
+         count over the memory bandwidth, measured here by a STREAM-like triad `a = b + s·c` \
+         (`12·n` bytes) in the same binary, on the same thread pool, in the same run. \
+         Inputs and outputs are distinct tensors, as in the triad.\n\n",
+    );
+    md.push_str(
+        "| case | median ms | GB/s | ratio to triad | target |\n|---|---:|---:|---:|---|\n",
+    );
+    md.push_str(&format!(
+        "| triad `a = b + s·c` | {:.3} | {:.2} | 1.000 | |\n",
+        triad.median_ns / 1e6,
+        triad.gbps()
+    ));
+    for (id, label, target) in cases {
+        let row = read_row(&dir, id)?;
+        let ratio = row.gbps() / triad.gbps();
+        let target = match target {
+            Some(t) if ratio >= t => format!("≥ {t}: met"),
+            Some(t) => format!("≥ {t}: **not met**"),
+            None => String::new(),
+        };
+        md.push_str(&format!(
+            "| {label} (`{}`) | {:.3} | {:.2} | {ratio:.3} | {target} |\n",
+            row.id,
+            row.median_ns / 1e6,
+            row.gbps()
+        ));
+    }
+    md.push_str(
+        "\nReproduce: `cargo xtask bench` (all cases), or for one case on your machine \
+         `cargo run --release -- bench step --elements 16777216 --inputs 3 --outputs 2 --noise --triad`.\n",
+    );
+    let notes = root.join("docs").join("benchmarks-notes.md");
+    if let Ok(extra) = std::fs::read_to_string(&notes) {
+        md.push('\n');
+        md.push_str(&extra);
+    }
+    let out = root.join("docs").join("benchmarks.md");
+    std::fs::write(&out, md).with_context(|| format!("writing {}", out.display()))?;
+    println!("wrote {}", out.display());
+    Ok(())
+}

@@ -40,7 +40,11 @@ pub fn run(args: NoiseArgs) -> CliResult<()> {
     }
     let cpu = CpuBackend::new();
     let mut z = cpu.zeros(&args.shape.0)?;
-    cpu.fill_noise(NoiseStream::new(args.seed, args.stream), args.offset, &mut z)?;
+    cpu.fill_noise(
+        NoiseStream::new(args.seed, args.stream),
+        args.offset,
+        &mut z,
+    )?;
     match (format, &args.out) {
         (NoiseFormat::Npy, Some(path)) => {
             let array = z.into_array();

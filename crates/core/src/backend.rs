@@ -88,8 +88,8 @@ pub enum RowReduction {
 /// ```
 /// use diffuse_core::{Backend, CpuBackend, LinComb, Operand};
 /// let cpu = CpuBackend::new();
-/// let mut x = cpu.from_host(&[2, 3], &[1.0; 6])?;
-/// let d = cpu.from_host(&[2, 3], &[2.0; 6])?;
+/// let mut x = cpu.upload(&[2, 3], &[1.0; 6])?;
+/// let d = cpu.upload(&[2, 3], &[2.0; 6])?;
 /// let mut step = LinComb::new(&[Operand::Output(0), Operand::Input(0)], 1)?;
 /// step.set(0, 0, 0.5)?.set(0, 1, 0.25)?;
 /// cpu.lincomb(&step, &[&d], &mut [&mut x])?;
@@ -346,7 +346,7 @@ pub trait Backend: Send + Sync {
     fn zeros(&self, shape: &[usize]) -> Result<Self::Tensor>;
 
     /// A tensor holding `data` (row-major) with shape `shape`.
-    fn from_host(&self, shape: &[usize], data: &[f32]) -> Result<Self::Tensor>;
+    fn upload(&self, shape: &[usize], data: &[f32]) -> Result<Self::Tensor>;
 
     /// The tensor's elements, row-major, on the host.
     fn to_host(&self, tensor: &Self::Tensor) -> Result<Vec<f32>>;

@@ -20,13 +20,12 @@ use crate::backend::{
     Backend, LinComb, MAX_INPUTS, MAX_OUTPUTS, Operand, RowReduction, check_shape,
 };
 use crate::error::{Error, Result};
-use crate::noise::{NoiseStream, fill_range, seed_key};
+use crate::noise::{NoiseStream, fill_range, fill_range_impl, has_avx2, seed_key};
 
 /// Elements per rayon task of the fused step (256 KiB per f32 stream).
 pub const CHUNK: usize = 1 << 16;
 /// Elements staged through the stack at a time inside a task.
-pub const BLOCK: usize = 64;
-const _: () = assert!(BLOCK <= crate::noise::MAX_FILL);
+pub const BLOCK: usize = 256;
 /// Elements per partial sum of a reduction (fixed, so results do not depend
 /// on the thread count).
 pub const REDUCE_BLOCK: usize = 4096;
@@ -216,32 +215,22 @@ struct Ptrs {
 unsafe impl Send for Ptrs {}
 unsafe impl Sync for Ptrs {}
 
-/// Combines elements `start .. start + len` (`len ≤ BLOCK`).
-///
-/// # Safety
-/// Every `src[k]` for `k < K` and `dst[m]` for `m < M` must be valid for
-/// `start + len` elements, and no other thread may touch that range.
+/// Computes `len ≤ BLOCK` elements of every output into `out`, reading the
+/// operands from `src` and the noise from `z`, in the documented order.
 #[inline(always)]
-unsafe fn combine_block<const K: usize, const M: usize, const NOISE: bool>(
-    p: &Ptrs,
-    start: usize,
-    len: usize,
+fn combine<const K: usize, const M: usize, const NOISE: bool>(
+    src: &[&[f32]; K],
+    z: &[f32; BLOCK],
     c: &[[f32; MAX_INPUTS]; MAX_OUTPUTS],
     cz: &[f32; MAX_OUTPUTS],
-    z: &[f32; BLOCK],
+    out: &mut [[f32; BLOCK]; M],
+    len: usize,
 ) {
-    let mut v = [[0.0f32; BLOCK]; K];
-    for (k, vk) in v.iter_mut().enumerate() {
-        // SAFETY: the caller guarantees the range is valid and owned.
-        let s = unsafe { std::slice::from_raw_parts(p.src[k].add(start), len) };
-        vk[..len].copy_from_slice(s);
-    }
-    let mut out = [[0.0f32; BLOCK]; M];
     for (m, om) in out.iter_mut().enumerate() {
-        for i in 0..BLOCK {
-            let mut acc = c[m][0] * v[0][i];
+        for i in 0..len {
+            let mut acc = c[m][0] * src[0][i];
             for k in 1..K {
-                acc += c[m][k] * v[k][i];
+                acc += c[m][k] * src[k][i];
             }
             if NOISE {
                 acc += cz[m] * z[i];
@@ -249,11 +238,79 @@ unsafe fn combine_block<const K: usize, const M: usize, const NOISE: bool>(
             om[i] = acc;
         }
     }
-    for (m, om) in out.iter().enumerate() {
-        // SAFETY: as above; all operand reads of this range happened above.
-        let d = unsafe { std::slice::from_raw_parts_mut(p.dst[m].add(start), len) };
-        d.copy_from_slice(&om[..len]);
+}
+
+/// Combines elements `range` of one chunk whose coefficients may change at
+/// multiples of `seg` (row boundaries of a per-row plan).
+///
+/// # Safety
+/// Every `src[k]` for `k < K` and `dst[m]` for `m < M` must be valid for the
+/// range, and no other thread may touch it while this runs. With
+/// `AVX2 = true` the CPU must support AVX2.
+#[inline(always)]
+unsafe fn combine_range<const K: usize, const M: usize, const NOISE: bool, const AVX2: bool>(
+    plan: &LinComb,
+    p: &Ptrs,
+    range: std::ops::Range<usize>,
+    seg: usize,
+    noise: ([u32; 2], u64, u64),
+) {
+    let (key, stream, offset) = noise;
+    let mut z = [0.0f32; BLOCK];
+    let mut out = [[0.0f32; BLOCK]; M];
+    let mut i = range.start;
+    while i < range.end {
+        let row = i / seg;
+        let seg_end = ((row + 1) * seg).min(range.end);
+        let (c, cz) = plan.f32_row(row);
+        while i < seg_end {
+            let len = BLOCK.min(seg_end - i);
+            if NOISE {
+                // SAFETY: AVX2 is only set when the CPU has it.
+                unsafe {
+                    fill_range_impl::<AVX2>(
+                        key,
+                        stream,
+                        offset.wrapping_add(i as u64),
+                        &mut z[..len],
+                    );
+                }
+            }
+            // SAFETY: the caller owns `i .. i + len` of every pointer. The
+            // shared slices end before the outputs are written.
+            let src: [&[f32]; K] = std::array::from_fn(|k| unsafe {
+                std::slice::from_raw_parts(p.src[k].add(i), len)
+            });
+            if len == BLOCK {
+                combine::<K, M, NOISE>(&src, &z, &c, &cz, &mut out, BLOCK);
+            } else {
+                combine::<K, M, NOISE>(&src, &z, &c, &cz, &mut out, len);
+            }
+            for (m, om) in out.iter().enumerate() {
+                // SAFETY: as above; all operand reads of this range are done.
+                let d = unsafe { std::slice::from_raw_parts_mut(p.dst[m].add(i), len) };
+                d.copy_from_slice(&om[..len]);
+            }
+            i += len;
+        }
     }
+}
+
+/// [`combine_range`] compiled for AVX2 (same IEEE operations, wider vectors).
+///
+/// # Safety
+/// As [`combine_range`]; the CPU must support AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn combine_range_avx2<const K: usize, const M: usize, const NOISE: bool>(
+    plan: &LinComb,
+    p: &Ptrs,
+    range: std::ops::Range<usize>,
+    seg: usize,
+    noise: ([u32; 2], u64, u64),
+) {
+    // SAFETY: forwarded from the caller.
+    unsafe { combine_range::<K, M, NOISE, true>(plan, p, range, seg, noise) }
 }
 
 fn run<const K: usize, const M: usize, const NOISE: bool>(
@@ -262,7 +319,7 @@ fn run<const K: usize, const M: usize, const NOISE: bool>(
     n: usize,
     row_len: usize,
 ) {
-    let (key, stream, offset) = match plan.noise() {
+    let noise = match plan.noise() {
         Some((s, off)) => (seed_key(s.seed), s.stream, off),
         None => ([0, 0], 0, 0),
     };
@@ -270,24 +327,15 @@ fn run<const K: usize, const M: usize, const NOISE: bool>(
     let seg = if plan.rows().is_some() { row_len } else { n };
     let chunks = n.div_ceil(CHUNK);
     (0..chunks).into_par_iter().for_each(|chunk| {
-        let end = ((chunk + 1) * CHUNK).min(n);
-        let mut i = chunk * CHUNK;
-        let mut z = [0.0f32; BLOCK];
-        while i < end {
-            let row = i / seg;
-            let seg_end = ((row + 1) * seg).min(end);
-            let (c, cz) = plan.f32_row(row);
-            while i < seg_end {
-                let len = BLOCK.min(seg_end - i);
-                if NOISE {
-                    fill_range(key, stream, offset.wrapping_add(i as u64), &mut z[..len]);
-                }
-                // SAFETY: `i + len ≤ n`, every pointer covers `n` elements,
-                // and chunks are disjoint, so this task owns the range.
-                unsafe { combine_block::<K, M, NOISE>(&p, i, len, &c, &cz, &z) };
-                i += len;
-            }
+        let range = chunk * CHUNK..((chunk + 1) * CHUNK).min(n);
+        // SAFETY: every pointer covers `n` elements and chunks are disjoint,
+        // so this task owns `range`.
+        #[cfg(target_arch = "x86_64")]
+        if has_avx2() {
+            unsafe { combine_range_avx2::<K, M, NOISE>(plan, &p, range, seg, noise) };
+            return;
         }
+        unsafe { combine_range::<K, M, NOISE, false>(plan, &p, range, seg, noise) };
     });
 }
 
@@ -353,7 +401,7 @@ impl Backend for CpuBackend {
         CpuTensor::zeros(shape)
     }
 
-    fn from_host(&self, shape: &[usize], data: &[f32]) -> Result<CpuTensor> {
+    fn upload(&self, shape: &[usize], data: &[f32]) -> Result<CpuTensor> {
         let n = check_shape(shape)?;
         if data.len() != n {
             return Err(Error::InvalidShape {

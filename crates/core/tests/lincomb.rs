@@ -25,10 +25,10 @@ fn reference(plan: &LinComb, inputs: &[Vec<f32>], outputs: &mut [Vec<f32>], row_
         for m in 0..plan.outputs() {
             let mut acc = c[m][0] * v[0];
             for k in 1..v.len() {
-                acc = acc + c[m][k] * v[k];
+                acc += c[m][k] * v[k];
             }
             if let Some(z) = z {
-                acc = acc + cz[m] * z;
+                acc += cz[m] * z;
             }
             outputs[m][i] = acc;
         }
@@ -136,8 +136,8 @@ proptest! {
         let inputs: Vec<Vec<f32>> = (0..case.inputs).map(|j| data(case.data_seed, j as u64, n)).collect();
         let mut want: Vec<Vec<f32>> =
             (0..case.outputs).map(|m| data(case.data_seed, 100 + m as u64, n)).collect();
-        let in_t: Vec<CpuTensor> = inputs.iter().map(|v| cpu.from_host(&shape, v).unwrap()).collect();
-        let mut out_t: Vec<CpuTensor> = want.iter().map(|v| cpu.from_host(&shape, v).unwrap()).collect();
+        let in_t: Vec<CpuTensor> = inputs.iter().map(|v| cpu.upload(&shape, v).unwrap()).collect();
+        let mut out_t: Vec<CpuTensor> = want.iter().map(|v| cpu.upload(&shape, v).unwrap()).collect();
         reference(&plan, &inputs, &mut want, case.row_len);
         let in_refs: Vec<&CpuTensor> = in_t.iter().collect();
         let mut out_refs: Vec<&mut CpuTensor> = out_t.iter_mut().collect();
@@ -166,7 +166,7 @@ proptest! {
                 plan.set_row(r, 0, 0, 0.5 + (first_row + r) as f64).unwrap();
                 plan.set_noise_row(r, 0, 1.0 / (1 + first_row + r) as f64).unwrap();
             }
-            let mut t = cpu.from_host(&[rows, row_len], x).unwrap();
+            let mut t = cpu.upload(&[rows, row_len], x).unwrap();
             cpu.lincomb(&plan, &[], &mut [&mut t]).unwrap();
             t.into_vec()
         };
@@ -211,10 +211,10 @@ fn noise_is_identical_for_one_and_two_threads_and_any_split() {
         plan.set_row(r, 1, 1, 2.0).unwrap();
         plan.set_noise_row(r, 0, 0.25 * r as f64).unwrap();
     }
-    let d = one.from_host(&shape, &data(1, 2, n)).unwrap();
+    let d = one.upload(&shape, &data(1, 2, n)).unwrap();
     let mut results = Vec::new();
     for cpu in [&one, &two] {
-        let mut x = cpu.from_host(&shape, &data(1, 1, n)).unwrap();
+        let mut x = cpu.upload(&shape, &data(1, 1, n)).unwrap();
         let mut y = cpu.zeros(&shape).unwrap();
         cpu.lincomb(&plan, &[&d], &mut [&mut x, &mut y]).unwrap();
         results.push((x, y));
@@ -230,7 +230,7 @@ fn reductions_match_f64_loops() {
         .iter()
         .map(|v| 2.0 * v + 0.5)
         .collect();
-    let t = cpu.from_host(&shape, &x).unwrap();
+    let t = cpu.upload(&shape, &x).unwrap();
     let mut out = cpu.zeros(&[3]).unwrap();
     for (r, row) in x.chunks(shape[1]).enumerate() {
         let row: Vec<f64> = row.iter().map(|&v| f64::from(v)).collect();
@@ -291,7 +291,7 @@ fn bad_input_gives_typed_errors() {
         Err(Error::InvalidShape { .. })
     ));
     assert!(matches!(
-        cpu.from_host(&[2, 2], &[1.0; 3]),
+        cpu.upload(&[2, 2], &[1.0; 3]),
         Err(Error::InvalidShape { .. })
     ));
     assert!(matches!(
@@ -312,7 +312,7 @@ fn bad_input_gives_typed_errors() {
         cpu.reduce_rows(&a, RowReduction::Mean, &mut wrong),
         Err(Error::ShapeMismatch { .. })
     ));
-    let nan = cpu.from_host(&[2, 2], &[1.0, f32::NAN, 0.0, 0.0]).unwrap();
+    let nan = cpu.upload(&[2, 2], &[1.0, f32::NAN, 0.0, 0.0]).unwrap();
     assert!(matches!(
         cpu.reduce_rows(&nan, RowReduction::Rms, &mut r),
         Err(Error::NonFinite(_))

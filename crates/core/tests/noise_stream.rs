@@ -40,7 +40,7 @@ fn reference(seed: u64, stream: u64, index: u64) -> f64 {
     let ub = f64::from(wb >> 8) / TWO_POW_24;
     let r = (-2.0 * ua.ln()).sqrt();
     let angle = 2.0 * std::f64::consts::PI * ub;
-    if lane % 2 == 0 {
+    if lane.is_multiple_of(2) {
         r * angle.cos()
     } else {
         r * angle.sin()

@@ -13,8 +13,8 @@
 //! ```
 //! use diffuse_solvers::{Backend, CpuBackend, LinComb, Operand};
 //! let cpu = CpuBackend::new();
-//! let mut x = cpu.from_host(&[1, 2], &[1.0, -1.0])?;
-//! let eps = cpu.from_host(&[1, 2], &[0.5, 0.5])?;
+//! let mut x = cpu.upload(&[1, 2], &[1.0, -1.0])?;
+//! let eps = cpu.upload(&[1, 2], &[0.5, 0.5])?;
 //! let ((a_t, s_t), (a_s, s_s)) = ((0.6f64, 0.8f64), (0.8f64, 0.6f64));
 //! let mut step = LinComb::new(&[Operand::Output(0), Operand::Input(0)], 1)?;
 //! step.set(0, 0, a_s / a_t)?.set(0, 1, s_s - a_s * s_t / a_t)?;

@@ -1,0 +1,177 @@
+//! The `diffuse` binary end to end: outputs, files, and one-line errors.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use diffuse_core::NoiseStream;
+
+fn diffuse(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_diffuse"))
+        .args(args)
+        .output()
+        .expect("run diffuse")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A failure is one line on stderr, a non-zero exit, and no panic.
+fn assert_one_line_error(args: &[&str], needle: &str) {
+    let o = diffuse(args);
+    let err = stderr(&o);
+    assert!(!o.status.success(), "{args:?} succeeded");
+    assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+    assert!(err.starts_with("error:"), "{args:?}: {err}");
+    assert!(!err.contains("panicked"), "{args:?}: {err}");
+    assert!(err.contains(needle), "{args:?}: {err} lacks {needle}");
+}
+
+#[test]
+fn help_lists_the_subcommands() {
+    let o = diffuse(&["--help"]);
+    assert!(o.status.success());
+    let out = String::from_utf8_lossy(&o.stdout);
+    for cmd in ["noise", "bench"] {
+        assert!(out.contains(cmd), "{out}");
+    }
+}
+
+#[test]
+fn noise_json_is_the_public_stream() {
+    let o = diffuse(&[
+        "noise", "--seed", "42", "--stream", "7", "--shape", "3,7", "--format", "json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["shape"], serde_json::json!([3, 7]));
+    let data = v["data"].as_array().unwrap();
+    assert_eq!(data.len(), 21);
+    let z = NoiseStream::new(42, 7);
+    for (i, x) in data.iter().enumerate() {
+        assert_eq!(x.as_f64().unwrap() as f32, z.at(i as u64), "element {i}");
+    }
+}
+
+#[test]
+fn noise_offset_draws_a_shard() {
+    let whole = diffuse(&["noise", "--seed", "5", "--shape", "4,3", "--format", "json"]);
+    let shard = diffuse(&[
+        "noise", "--seed", "5", "--shape", "2,3", "--offset", "6", "--format", "json",
+    ]);
+    let w: serde_json::Value = serde_json::from_slice(&whole.stdout).unwrap();
+    let s: serde_json::Value = serde_json::from_slice(&shard.stdout).unwrap();
+    assert_eq!(
+        w["data"].as_array().unwrap()[6..],
+        s["data"].as_array().unwrap()[..]
+    );
+}
+
+#[test]
+fn noise_npy_round_trips_and_is_never_overwritten_silently() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("z.npy");
+    let p = path.to_str().unwrap();
+    let o = diffuse(&["noise", "--seed", "1", "--shape", "3,7", "--out", p]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let a: ndarray::ArrayD<f32> = ndarray_npy::read_npy(&path).unwrap();
+    assert_eq!(a.shape(), &[3, 7]);
+    let mut want = vec![0.0f32; 21];
+    NoiseStream::new(1, 0).fill(0, &mut want);
+    assert_eq!(a.iter().copied().collect::<Vec<_>>(), want);
+    // A second write with other numbers is refused and leaves the file alone.
+    let before = std::fs::read(&path).unwrap();
+    assert_one_line_error(
+        &["noise", "--seed", "2", "--shape", "3,7", "--out", p],
+        "--force",
+    );
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+    // --force replaces it.
+    let o = diffuse(&[
+        "noise", "--seed", "2", "--shape", "3,7", "--out", p, "--force",
+    ]);
+    assert!(o.status.success());
+    assert_ne!(std::fs::read(&path).unwrap(), before);
+    // No temporary files are left behind.
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names.len(), 1, "{names:?}");
+}
+
+#[test]
+fn bad_arguments_give_one_line_errors() {
+    assert_one_line_error(
+        &["noise", "--seed", "1", "--shape", "3,0", "--format", "json"],
+        "positive",
+    );
+    assert_one_line_error(
+        &["noise", "--seed", "1", "--shape", "3,x", "--format", "json"],
+        "'x'",
+    );
+    assert_one_line_error(
+        &["noise", "--seed", "-1", "--shape", "3", "--format", "json"],
+        "--seed",
+    );
+    assert_one_line_error(&["noise", "--shape", "3", "--format", "json"], "--seed");
+    assert_one_line_error(&["noise", "--seed", "1", "--shape", "3"], "--out");
+    assert_one_line_error(
+        &[
+            "noise",
+            "--seed",
+            "1",
+            "--shape",
+            "100000,100000",
+            "--format",
+            "json",
+        ],
+        "elements",
+    );
+    assert_one_line_error(&["bogus"], "bogus");
+    assert_one_line_error(&["bench", "step", "--inputs", "9"], "--inputs");
+    assert_one_line_error(&["bench", "step", "--outputs", "0"], "--outputs");
+    assert_one_line_error(&["bench", "step", "--elements", "0"], "--elements");
+    assert_one_line_error(&["bench", "step", "--device", "tpu"], "tpu");
+    let missing = Path::new("/nonexistent-dir/z.npy");
+    assert_one_line_error(
+        &[
+            "noise",
+            "--seed",
+            "1",
+            "--shape",
+            "2",
+            "--out",
+            missing.to_str().unwrap(),
+        ],
+        "nonexistent-dir",
+    );
+}
+
+#[test]
+fn bench_step_prints_json() {
+    let o = diffuse(&[
+        "bench",
+        "step",
+        "--elements",
+        "4096",
+        "--inputs",
+        "3",
+        "--outputs",
+        "2",
+        "--noise",
+        "--repeats",
+        "3",
+        "--triad",
+        "--format",
+        "json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let gbps = v["gbps"].as_f64().unwrap();
+    let ms = v["ms"].as_f64().unwrap();
+    assert!(gbps > 0.0 && ms > 0.0, "{v}");
+    assert_eq!(v["bytes"].as_u64(), Some(4 * 4096 * 5));
+    assert!((gbps - 4.0 * 4096.0 * 5.0 / (ms * 1e6)).abs() < 1e-6 * gbps);
+    assert!(v["ratio_to_triad"].as_f64().unwrap() > 0.0);
+}

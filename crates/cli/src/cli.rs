@@ -45,17 +45,17 @@ pub enum NoiseFormat {
 #[derive(Debug, Args)]
 pub struct NoiseArgs {
     /// Seed (the Philox key).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub seed: u64,
     /// Draw number within the seed.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     pub stream: u64,
     /// Tensor shape, comma-separated, batch first (e.g. 3,7).
     #[arg(long, value_parser = parse_shape)]
     pub shape: Shape,
     /// Index of the first element in the stream (to draw a shard of a
     /// larger tensor: first row × row length).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     pub offset: u64,
     /// Output format: npy writes --out; json prints (or writes --out).
     #[arg(long, value_enum)]

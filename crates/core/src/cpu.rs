@@ -240,6 +240,29 @@ fn combine<const K: usize, const M: usize, const NOISE: bool>(
     }
 }
 
+/// Hints the cache lines of elements `i .. i + len` of every operand and
+/// output into cache (a no-op where prefetching is not available).
+#[inline(always)]
+fn prefetch_block<const K: usize, const M: usize>(p: &Ptrs, i: usize, len: usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        const LINE: usize = 64 / std::mem::size_of::<f32>();
+        for j in (i..i + len).step_by(LINE) {
+            for src in &p.src[..K] {
+                // SAFETY: a prefetch never faults; the address is in bounds.
+                unsafe { _mm_prefetch::<_MM_HINT_T0>(src.wrapping_add(j).cast()) };
+            }
+            for dst in &p.dst[..M] {
+                // SAFETY: as above.
+                unsafe { _mm_prefetch::<_MM_HINT_T0>(dst.wrapping_add(j).cast_const().cast()) };
+            }
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (p, i, len);
+}
+
 /// Combines elements `range` of one chunk whose coefficients may change at
 /// multiples of `seg` (row boundaries of a per-row plan).
 ///
@@ -266,6 +289,9 @@ unsafe fn combine_range<const K: usize, const M: usize, const NOISE: bool, const
         while i < seg_end {
             let len = BLOCK.min(seg_end - i);
             if NOISE {
+                // Generating the noise is compute-bound: ask for this block's
+                // operand and output lines first so memory works meanwhile.
+                prefetch_block::<K, M>(p, i, len);
                 // SAFETY: AVX2 is only set when the CPU has it.
                 unsafe {
                     fill_range_impl::<AVX2>(

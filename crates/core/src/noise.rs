@@ -246,7 +246,14 @@ unsafe fn philox_batch_avx2(key: [u32; 2], stream: u64, first: u64, w: &mut [[u3
         k0 = k0.wrapping_add(PHILOX_W0);
         k1 = k1.wrapping_add(PHILOX_W1);
     }
-    for v in 0..BATCH / 4 {
+    // All vectors advance round by round, so their dependency chains
+    // (multiply, shift, xor) overlap instead of running one after another.
+    const V: usize = BATCH / 4;
+    let mut c0 = [_mm256_setzero_si256(); V];
+    let mut c1 = [_mm256_setzero_si256(); V];
+    let mut c2 = [_mm256_set1_epi64x((stream & 0xffff_ffff) as i64); V];
+    let mut c3 = [_mm256_set1_epi64x((stream >> 32) as i64); V];
+    for v in 0..V {
         let mut lo = [0u64; 4];
         let mut hi = [0u64; 4];
         for l in 0..4 {
@@ -255,29 +262,28 @@ unsafe fn philox_batch_avx2(key: [u32; 2], stream: u64, first: u64, w: &mut [[u3
             hi[l] = j >> 32;
         }
         // SAFETY: 4 u64 are 32 bytes; unaligned loads.
-        let (mut c0, mut c1) = unsafe {
-            (
-                _mm256_loadu_si256(lo.as_ptr().cast()),
-                _mm256_loadu_si256(hi.as_ptr().cast()),
-            )
-        };
-        let mut c2 = _mm256_set1_epi64x((stream & 0xffff_ffff) as i64);
-        let mut c3 = _mm256_set1_epi64x((stream >> 32) as i64);
-        for [k0, k1] in keys {
-            let p0 = _mm256_mul_epu32(c0, m0);
-            let p1 = _mm256_mul_epu32(c2, m1);
-            c0 = _mm256_xor_si256(_mm256_xor_si256(_mm256_srli_epi64::<32>(p1), c1), k0);
-            c2 = _mm256_xor_si256(_mm256_xor_si256(_mm256_srli_epi64::<32>(p0), c3), k1);
-            c1 = p1;
-            c3 = p0;
+        unsafe {
+            c0[v] = _mm256_loadu_si256(lo.as_ptr().cast());
+            c1[v] = _mm256_loadu_si256(hi.as_ptr().cast());
         }
-        for (word, c) in w.iter_mut().zip([c0, c1, c2, c3]) {
-            let mut lanes = [0u64; 4];
-            // SAFETY: 32 bytes into a 32-byte array.
-            unsafe { _mm256_storeu_si256(lanes.as_mut_ptr().cast(), c) };
-            for l in 0..4 {
-                word[4 * v + l] = lanes[l] as u32;
-            }
+    }
+    for [k0, k1] in keys {
+        for v in 0..V {
+            let p0 = _mm256_mul_epu32(c0[v], m0);
+            let p1 = _mm256_mul_epu32(c2[v], m1);
+            c0[v] = _mm256_xor_si256(_mm256_xor_si256(_mm256_srli_epi64::<32>(p1), c1[v]), k0);
+            c2[v] = _mm256_xor_si256(_mm256_xor_si256(_mm256_srli_epi64::<32>(p0), c3[v]), k1);
+            c1[v] = p1;
+            c3[v] = p0;
+        }
+    }
+    // The low 32 bits of the four 64-bit lanes, packed into 128 bits.
+    let pack = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6);
+    for v in 0..V {
+        for (word, c) in w.iter_mut().zip([c0[v], c1[v], c2[v], c3[v]]) {
+            let packed = _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(c, pack));
+            // SAFETY: word[4v .. 4v + 4] is in bounds (16 bytes).
+            unsafe { _mm_storeu_si128(word[4 * v..].as_mut_ptr().cast(), packed) };
         }
     }
 }

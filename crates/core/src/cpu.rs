@@ -482,12 +482,13 @@ impl Backend for CpuBackend {
         outputs: &mut [&mut CpuTensor],
     ) -> Result<()> {
         plan.validate(inputs.len(), outputs.len())?;
-        let shape = outputs[0].shape.clone();
+        let (first, rest) = outputs.split_first_mut().expect("validate checked M ≥ 1");
+        let shape = first.shape.as_slice();
         for t in inputs {
-            same_shape("lincomb input", &shape, &t.shape)?;
+            same_shape("lincomb input", shape, &t.shape)?;
         }
-        for t in outputs.iter() {
-            same_shape("lincomb output", &shape, &t.shape)?;
+        for t in rest.iter() {
+            same_shape("lincomb output", shape, &t.shape)?;
         }
         if let Some(rows) = plan.rows()
             && rows != shape[0]
@@ -497,8 +498,9 @@ impl Backend for CpuBackend {
                 shape[0]
             )));
         }
+        let rows = shape[0];
         let n = outputs[0].data.len();
-        let row_len = n / shape[0];
+        let row_len = n / rows;
         let mut dst = [std::ptr::null_mut(); MAX_OUTPUTS];
         for (d, t) in dst.iter_mut().zip(outputs.iter_mut()) {
             *d = t.data.as_mut_ptr();

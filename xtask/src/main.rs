@@ -166,6 +166,20 @@ fn bench(extra: &[String]) -> Result<()> {
             row.gbps()
         ));
     }
+    let noise = read_row(&dir, "noise_fill")?;
+    let per_elem_ns = noise.median_ns / (noise.bytes / 4) as f64;
+    let ceiling = 20.0 / per_elem_ns;
+    md.push_str(&format!(
+        "\n## The noise stream\n\n\
+         Filling {elements} elements with the public noise stream (`noise_fill`) takes {:.3} ms: \
+         {per_elem_ns:.3} ns per normal on all threads together ({:.0} M normals/s). A step \
+         with noise cannot be faster than generating its noise, so K=3, M=2 with noise \
+         (20 bytes per element) is bounded by {ceiling:.2} GB/s here, {:.3}× the triad, \
+         however well memory traffic and arithmetic overlap.\n",
+        noise.median_ns / 1e6,
+        1e3 / per_elem_ns,
+        ceiling / triad.gbps()
+    ));
     md.push_str(
         "\nReproduce: `cargo xtask bench` (all cases), or for one case on your machine \
          `cargo run --release -- bench step --elements 16777216 --inputs 3 --outputs 2 --noise --triad`.\n",

@@ -3,8 +3,8 @@
 //! `docs/benchmarks.md`; `DIFFUSE_BENCH_ELEMENTS` overrides the size (2²⁴).
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use diffuse_core::CpuBackend;
 use diffuse_core::bench::{StepWorkload, Triad};
+use diffuse_core::{Backend, CpuBackend, NoiseStream};
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -30,6 +30,18 @@ fn lincomb(c: &mut Criterion) {
         b.iter(|| {
             triad.run();
             black_box(triad.output()[0]);
+        })
+    });
+
+    // The noise stream alone: n normals written (4·n bytes). Generating them
+    // is compute work, so this bounds every step that adds noise.
+    let mut z = cpu.zeros(&[n]).expect("allocate the noise tensor");
+    group.throughput(Throughput::Bytes(4 * n as u64));
+    group.bench_function("noise_fill", |b| {
+        b.iter(|| {
+            cpu.fill_noise(NoiseStream::new(0, 3), 0, &mut z)
+                .expect("fill_noise");
+            black_box(z.as_slice()[0]);
         })
     });
 

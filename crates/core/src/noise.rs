@@ -174,18 +174,22 @@ pub fn box_muller(wa: u32, wb: u32) -> (f32, f32) {
     (r * c, r * s)
 }
 
+/// The Philox counter of block `block` of draw `stream`:
+/// `(lo32(block), hi32(block), lo32(stream), hi32(stream))`.
+#[inline(always)]
+pub const fn block_counter(block: u64, stream: u64) -> [u32; 4] {
+    [
+        block as u32,
+        (block >> 32) as u32,
+        stream as u32,
+        (stream >> 32) as u32,
+    ]
+}
+
 /// The four normals of Philox block `block` of draw `stream` under `key`.
 #[inline(always)]
 pub fn normal_block(key: [u32; 2], stream: u64, block: u64) -> [f32; 4] {
-    let w = philox4x32_10(
-        [
-            block as u32,
-            (block >> 32) as u32,
-            stream as u32,
-            (stream >> 32) as u32,
-        ],
-        key,
-    );
+    let w = philox4x32_10(block_counter(block, stream), key);
     let (z0, z1) = box_muller(w[0], w[1]);
     let (z2, z3) = box_muller(w[2], w[3]);
     [z0, z1, z2, z3]
@@ -207,15 +211,7 @@ const BATCH: usize = 32;
 fn philox_batch(key: [u32; 2], stream: u64, first: u64, w: &mut [[u32; BATCH]; 4]) {
     for b in 0..BATCH {
         let j = first.wrapping_add(b as u64);
-        let out = philox4x32_10(
-            [
-                j as u32,
-                (j >> 32) as u32,
-                stream as u32,
-                (stream >> 32) as u32,
-            ],
-            key,
-        );
+        let out = philox4x32_10(block_counter(j, stream), key);
         for (word, v) in w.iter_mut().zip(out) {
             word[b] = v;
         }

@@ -242,36 +242,48 @@ unsafe fn philox_batch_avx2(key: [u32; 2], stream: u64, first: u64, w: &mut [[u3
         k0 = k0.wrapping_add(PHILOX_W0);
         k1 = k1.wrapping_add(PHILOX_W1);
     }
-    // All vectors advance round by round, so their dependency chains
-    // (multiply, shift, xor) overlap instead of running one after another.
+    // Vectors advance round by round in groups of G, so their dependency
+    // chains (multiply, shift, xor) overlap while the group's state (4·G
+    // vectors) still fits in the 16 vector registers.
     const V: usize = BATCH / 4;
+    const G: usize = 2;
     let mut c0 = [_mm256_setzero_si256(); V];
     let mut c1 = [_mm256_setzero_si256(); V];
-    let mut c2 = [_mm256_set1_epi64x((stream & 0xffff_ffff) as i64); V];
-    let mut c3 = [_mm256_set1_epi64x((stream >> 32) as i64); V];
-    for v in 0..V {
-        let mut lo = [0u64; 4];
-        let mut hi = [0u64; 4];
-        for l in 0..4 {
-            let j = first.wrapping_add((4 * v + l) as u64);
-            lo[l] = j & 0xffff_ffff;
-            hi[l] = j >> 32;
+    let mut c2 = [_mm256_setzero_si256(); V];
+    let mut c3 = [_mm256_setzero_si256(); V];
+    for group in 0..V / G {
+        let mut g0 = [_mm256_setzero_si256(); G];
+        let mut g1 = [_mm256_setzero_si256(); G];
+        let mut g2 = [_mm256_set1_epi64x((stream & 0xffff_ffff) as i64); G];
+        let mut g3 = [_mm256_set1_epi64x((stream >> 32) as i64); G];
+        for v in 0..G {
+            let mut lo = [0u64; 4];
+            let mut hi = [0u64; 4];
+            for l in 0..4 {
+                let j = first.wrapping_add((4 * (G * group + v) + l) as u64);
+                lo[l] = j & 0xffff_ffff;
+                hi[l] = j >> 32;
+            }
+            // SAFETY: 4 u64 are 32 bytes; unaligned loads.
+            unsafe {
+                g0[v] = _mm256_loadu_si256(lo.as_ptr().cast());
+                g1[v] = _mm256_loadu_si256(hi.as_ptr().cast());
+            }
         }
-        // SAFETY: 4 u64 are 32 bytes; unaligned loads.
-        unsafe {
-            c0[v] = _mm256_loadu_si256(lo.as_ptr().cast());
-            c1[v] = _mm256_loadu_si256(hi.as_ptr().cast());
+        for [k0, k1] in keys {
+            for v in 0..G {
+                let p0 = _mm256_mul_epu32(g0[v], m0);
+                let p1 = _mm256_mul_epu32(g2[v], m1);
+                g0[v] = _mm256_xor_si256(_mm256_xor_si256(_mm256_srli_epi64::<32>(p1), g1[v]), k0);
+                g2[v] = _mm256_xor_si256(_mm256_xor_si256(_mm256_srli_epi64::<32>(p0), g3[v]), k1);
+                g1[v] = p1;
+                g3[v] = p0;
+            }
         }
-    }
-    for [k0, k1] in keys {
-        for v in 0..V {
-            let p0 = _mm256_mul_epu32(c0[v], m0);
-            let p1 = _mm256_mul_epu32(c2[v], m1);
-            c0[v] = _mm256_xor_si256(_mm256_xor_si256(_mm256_srli_epi64::<32>(p1), c1[v]), k0);
-            c2[v] = _mm256_xor_si256(_mm256_xor_si256(_mm256_srli_epi64::<32>(p0), c3[v]), k1);
-            c1[v] = p1;
-            c3[v] = p0;
-        }
+        c0[G * group..G * group + G].copy_from_slice(&g0);
+        c1[G * group..G * group + G].copy_from_slice(&g1);
+        c2[G * group..G * group + G].copy_from_slice(&g2);
+        c3[G * group..G * group + G].copy_from_slice(&g3);
     }
     // The low 32 bits of the four 64-bit lanes, packed into 128 bits.
     let pack = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6);

@@ -251,35 +251,46 @@ unsafe fn philox_batch_avx2(key: [u32; 2], stream: u64, first: u64, w: &mut [[u3
     let mut c1 = [_mm256_setzero_si256(); V];
     let mut c2 = [_mm256_setzero_si256(); V];
     let mut c3 = [_mm256_setzero_si256(); V];
+    let lanes = _mm256_setr_epi64x(0, 1, 2, 3);
     for group in 0..V / G {
         let mut g0 = [_mm256_setzero_si256(); G];
         let mut g1 = [_mm256_setzero_si256(); G];
         let mut g2 = [_mm256_set1_epi64x((stream & 0xffff_ffff) as i64); G];
         let mut g3 = [_mm256_set1_epi64x((stream >> 32) as i64); G];
         for v in 0..G {
-            let mut lo = [0u64; 4];
-            let mut hi = [0u64; 4];
-            for l in 0..4 {
-                let j = first.wrapping_add((4 * (G * group + v) + l) as u64);
-                lo[l] = j & 0xffff_ffff;
-                hi[l] = j >> 32;
-            }
-            // SAFETY: 4 u64 are 32 bytes; unaligned loads.
-            unsafe {
-                g0[v] = _mm256_loadu_si256(lo.as_ptr().cast());
-                g1[v] = _mm256_loadu_si256(hi.as_ptr().cast());
-            }
+            // Block numbers j (64-bit lanes): the low word is lo32(j), the
+            // upper half may stay (only low words are used); hi32(j) by shift.
+            let base = first.wrapping_add((4 * (G * group + v)) as u64);
+            let j = _mm256_add_epi64(_mm256_set1_epi64x(base as i64), lanes);
+            g0[v] = j;
+            g1[v] = _mm256_srli_epi64::<32>(j);
         }
-        for [k0, k1] in keys {
-            for v in 0..G {
-                let p0 = _mm256_mul_epu32(g0[v], m0);
-                let p1 = _mm256_mul_epu32(g2[v], m1);
-                g0[v] = _mm256_xor_si256(_mm256_xor_si256(_mm256_srli_epi64::<32>(p1), g1[v]), k0);
-                g2[v] = _mm256_xor_si256(_mm256_xor_si256(_mm256_srli_epi64::<32>(p0), g3[v]), k1);
-                g1[v] = p1;
-                g3[v] = p0;
-            }
+        // Ten rounds, unrolled so the round keys stay in registers.
+        macro_rules! round {
+            ($r:expr) => {
+                let [k0, k1] = keys[$r];
+                for v in 0..G {
+                    let p0 = _mm256_mul_epu32(g0[v], m0);
+                    let p1 = _mm256_mul_epu32(g2[v], m1);
+                    g0[v] =
+                        _mm256_xor_si256(_mm256_xor_si256(_mm256_srli_epi64::<32>(p1), g1[v]), k0);
+                    g2[v] =
+                        _mm256_xor_si256(_mm256_xor_si256(_mm256_srli_epi64::<32>(p0), g3[v]), k1);
+                    g1[v] = p1;
+                    g3[v] = p0;
+                }
+            };
         }
+        round!(0);
+        round!(1);
+        round!(2);
+        round!(3);
+        round!(4);
+        round!(5);
+        round!(6);
+        round!(7);
+        round!(8);
+        round!(9);
         c0[G * group..G * group + G].copy_from_slice(&g0);
         c1[G * group..G * group + G].copy_from_slice(&g1);
         c2[G * group..G * group + G].copy_from_slice(&g2);
@@ -318,19 +329,13 @@ unsafe fn normal_batch<const AVX2: bool>(
     }
     #[cfg(not(target_arch = "x86_64"))]
     philox_batch(key, stream, first, &mut w);
-    let mut z = [[0.0f32; BATCH]; 4];
     for b in 0..BATCH {
         let (z0, z1) = box_muller(w[0][b], w[1][b]);
         let (z2, z3) = box_muller(w[2][b], w[3][b]);
-        z[0][b] = z0;
-        z[1][b] = z1;
-        z[2][b] = z2;
-        z[3][b] = z3;
-    }
-    for b in 0..BATCH {
-        for lane in 0..4 {
-            out[4 * b + lane] = z[lane][b];
-        }
+        out[4 * b] = z0;
+        out[4 * b + 1] = z1;
+        out[4 * b + 2] = z2;
+        out[4 * b + 3] = z3;
     }
 }
 
@@ -360,11 +365,9 @@ pub(crate) unsafe fn fill_range_impl<const AVX2: bool>(
         index = index.wrapping_add(take as u64);
     }
     // Whole batches of blocks.
-    let mut buf = [0.0f32; 4 * BATCH];
-    while out.len() - i >= 4 * BATCH {
+    while let Some(dst) = out[i..].first_chunk_mut::<{ 4 * BATCH }>() {
         // SAFETY: forwarded from the caller.
-        unsafe { normal_batch::<AVX2>(key, stream, index >> 2, &mut buf) };
-        out[i..i + 4 * BATCH].copy_from_slice(&buf);
+        unsafe { normal_batch::<AVX2>(key, stream, index >> 2, dst) };
         i += 4 * BATCH;
         index = index.wrapping_add(4 * BATCH as u64);
     }

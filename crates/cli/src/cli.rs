@@ -77,8 +77,8 @@ pub enum BenchCommand {
 
 #[derive(Debug, Args)]
 pub struct StepArgs {
-    /// Elements per tensor.
-    #[arg(long, default_value_t = 1 << 24, value_parser = clap::value_parser!(u64).range(1..=(1u64 << 31)))]
+    /// Elements per tensor (at most 2²⁸; the step allocates K+M tensors).
+    #[arg(long, default_value_t = 1 << 24, value_parser = clap::value_parser!(u64).range(1..=(1u64 << 28)))]
     pub elements: u64,
     /// Input tensors K (1 to 8).
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=8))]

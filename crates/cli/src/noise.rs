@@ -1,5 +1,7 @@
 //! `diffuse noise`: the public noise stream as a file or JSON.
 
+use std::io::Write;
+
 use ndarray_npy::WriteNpyExt;
 use serde::Serialize;
 
@@ -68,8 +70,14 @@ pub fn run(args: NoiseArgs) -> CliResult<()> {
                 shape: &args.shape.0,
                 data: z.as_slice(),
             };
-            println!("{}", serde_json::to_string(&json)?);
-            Ok(())
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            serde_json::to_writer(&mut out, &json)?;
+            writeln!(out)
+                .and_then(|()| out.flush())
+                .map_err(|e| CliError::Io {
+                    path: "<stdout>".into(),
+                    source: e,
+                })
         }
         (NoiseFormat::Npy, None) => unreachable!("checked above"),
     }

@@ -32,7 +32,7 @@ pub enum Operand {
     Output(usize),
 }
 
-/// A per-row or scalar reduction over all elements of each batch row.
+/// A reduction over all elements of each batch row.
 ///
 /// Results are computed in f64 and stored as f32, one per row, in a tensor
 /// of shape `[batch]`.
@@ -64,7 +64,12 @@ pub enum RowReduction {
 /// into `M` outputs (1 ≤ M ≤ [`MAX_OUTPUTS`]). The coefficients are given in
 /// f64 and are either scalars (one `M×K` matrix) or one matrix per batch row.
 /// An optional noise term adds `c_z[m]·z`, where `z` is element
-/// `offset + i` of a [`NoiseStream`] (the same `z` for every output).
+/// `offset + i` (mod 2⁶⁴) of a [`NoiseStream`] (the same `z` for every
+/// output).
+///
+/// Inputs are not scanned for NaN or infinity (that would be a second pass
+/// over memory); non-finite inputs give non-finite outputs, and callers that
+/// must not propagate them check with [`Backend::reduce_rows`].
 ///
 /// # Arithmetic (the contract every backend follows bit for bit)
 /// For each element `i`, all `K` operand values `v[k]` are read before any
@@ -165,12 +170,20 @@ impl LinComb {
                 )));
             }
         }
-        let r = rows.unwrap_or(1);
+        let count = rows
+            .unwrap_or(1)
+            .checked_mul(outputs * k)
+            .filter(|&c| c.checked_mul(8).is_some())
+            .ok_or_else(|| Error::InvalidPlan(format!("{rows:?} rows overflow the plan size")))?;
+        let mut coef = Vec::new();
+        coef.try_reserve_exact(count)
+            .map_err(|_| Error::OutOfMemory { bytes: count * 8 })?;
+        coef.resize(count, 0.0);
         Ok(Self {
             operands: operands.to_vec(),
             outputs,
             rows,
-            coef: vec![0.0; r * outputs * k],
+            coef,
             noise: None,
         })
     }
@@ -180,6 +193,7 @@ impl LinComb {
     /// larger batch is processed, so the shard sees the same noise). Its
     /// coefficients start at zero.
     pub fn with_noise(mut self, stream: NoiseStream, offset: u64) -> Self {
+        // Smaller than the coefficient matrix, which was allocated already.
         let r = self.rows.unwrap_or(1);
         self.noise = Some(NoiseTerm {
             stream,
@@ -288,9 +302,47 @@ impl LinComb {
         Ok(self.coef[self.index(row, m, k)?])
     }
 
-    /// The coefficients of row `row` as f32, `[m][k]`, and the noise
-    /// coefficients (zero without a noise term). Row 0 for a scalar plan.
-    pub fn f32_row(&self, row: usize) -> ([[f32; MAX_INPUTS]; MAX_OUTPUTS], [f32; MAX_OUTPUTS]) {
+    /// `c_z[m]` of row `row` (row 0 of a scalar plan); zero without a noise
+    /// term.
+    pub fn noise_coefficient(&self, row: usize, m: usize) -> Result<f64> {
+        let rows = self.rows.unwrap_or(1);
+        if row >= rows || m >= self.outputs {
+            return Err(Error::InvalidArgument {
+                name: "noise coefficient index",
+                reason: format!("(row {row}, output {m}) outside {rows}×{}", self.outputs),
+            });
+        }
+        Ok(self
+            .noise
+            .as_ref()
+            .map_or(0.0, |t| t.coef[row * self.outputs + m]))
+    }
+
+    /// The coefficients of batch row `row` rounded to f32, `[m][k]`, and the
+    /// noise coefficients (zero without a noise term), as a backend hands
+    /// them to its kernel. A scalar plan has the same matrix for every row.
+    /// Coefficients below f32's range round to zero.
+    pub fn f32_row(
+        &self,
+        row: usize,
+    ) -> Result<([[f32; MAX_INPUTS]; MAX_OUTPUTS], [f32; MAX_OUTPUTS])> {
+        if let Some(rows) = self.rows
+            && row >= rows
+        {
+            return Err(Error::InvalidArgument {
+                name: "row",
+                reason: format!("row {row} of a plan for {rows} rows"),
+            });
+        }
+        Ok(self.f32_row_unchecked(row))
+    }
+
+    /// [`LinComb::f32_row`] for a row known to be in range.
+    #[inline]
+    pub(crate) fn f32_row_unchecked(
+        &self,
+        row: usize,
+    ) -> ([[f32; MAX_INPUTS]; MAX_OUTPUTS], [f32; MAX_OUTPUTS]) {
         let row = if self.rows.is_some() { row } else { 0 };
         let k = self.operands.len();
         let mut c = [[0.0f32; MAX_INPUTS]; MAX_OUTPUTS];
@@ -307,8 +359,9 @@ impl LinComb {
         (c, cz)
     }
 
-    /// Checks the plan against the shapes of a call: every operand exists,
-    /// every tensor has `shape`, and a per-row plan has `shape[0]` rows.
+    /// Checks the plan against the tensor counts of a call: `outputs` equals
+    /// the plan's M and every `Operand::Input` names one of `inputs` tensors.
+    /// (Shapes are the backend's to check.)
     pub fn validate(&self, inputs: usize, outputs: usize) -> Result<()> {
         if outputs != self.outputs {
             return Err(Error::InvalidPlan(format!(

@@ -74,8 +74,14 @@ impl CpuTensor {
     /// A tensor from an ndarray array (copied into row-major order if needed).
     pub fn from_array(array: ArrayD<f32>) -> Result<Self> {
         let shape = array.shape().to_vec();
+        let n = array.len();
         let data = if array.is_standard_layout() {
-            array.into_raw_vec_and_offset().0
+            // Contiguous, but an owned array that was sliced starts at an
+            // offset into its buffer.
+            let (mut raw, offset) = array.into_raw_vec_and_offset();
+            raw.drain(..offset.unwrap_or(0));
+            raw.truncate(n);
+            raw
         } else {
             array.iter().copied().collect()
         };
@@ -143,16 +149,38 @@ impl CpuTensor {
 /// assert!(cpu.to_host(&rms)?.iter().all(|r| (r - 1.0).abs() < 0.1));
 /// # Ok::<(), diffuse_core::Error>(())
 /// ```
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct CpuBackend {
     pool: Option<Arc<rayon::ThreadPool>>,
+    simd: bool,
+}
+
+impl Default for CpuBackend {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl CpuBackend {
     /// A backend on rayon's global pool (`RAYON_NUM_THREADS` or one thread
     /// per core).
     pub fn new() -> Self {
-        Self { pool: None }
+        Self {
+            pool: None,
+            simd: true,
+        }
+    }
+
+    /// The same backend restricted to the portable code paths (no AVX2).
+    /// Results are identical bit for bit; this exists to check that, and to
+    /// measure what the wider vectors bring.
+    pub fn portable(mut self) -> Self {
+        self.simd = false;
+        self
+    }
+
+    fn avx2(&self) -> bool {
+        self.simd && has_avx2()
     }
 
     /// A backend on a pool of its own with `threads` threads.
@@ -172,6 +200,7 @@ impl CpuBackend {
             })?;
         Ok(Self {
             pool: Some(Arc::new(pool)),
+            simd: true,
         })
     }
 
@@ -285,7 +314,7 @@ unsafe fn combine_range<const K: usize, const M: usize, const NOISE: bool, const
     while i < range.end {
         let row = i / seg;
         let seg_end = ((row + 1) * seg).min(range.end);
-        let (c, cz) = plan.f32_row(row);
+        let (c, cz) = plan.f32_row_unchecked(row);
         while i < seg_end {
             let len = BLOCK.min(seg_end - i);
             if NOISE {
@@ -302,15 +331,18 @@ unsafe fn combine_range<const K: usize, const M: usize, const NOISE: bool, const
                     );
                 }
             }
-            // SAFETY: the caller owns `i .. i + len` of every pointer. The
-            // shared slices end before the outputs are written.
-            let src: [&[f32]; K] = std::array::from_fn(|k| unsafe {
-                std::slice::from_raw_parts(p.src[k].add(i), len)
-            });
-            if len == BLOCK {
-                combine::<K, M, NOISE>(&src, &z, &c, &cz, &mut out, BLOCK);
-            } else {
-                combine::<K, M, NOISE>(&src, &z, &c, &cz, &mut out, len);
+            {
+                // SAFETY: the caller owns `i .. i + len` of every pointer.
+                // These shared slices (some over output memory) end with
+                // this block, before the outputs are written below.
+                let src: [&[f32]; K] = std::array::from_fn(|k| unsafe {
+                    std::slice::from_raw_parts(p.src[k].add(i), len)
+                });
+                if len == BLOCK {
+                    combine::<K, M, NOISE>(&src, &z, &c, &cz, &mut out, BLOCK);
+                } else {
+                    combine::<K, M, NOISE>(&src, &z, &c, &cz, &mut out, len);
+                }
             }
             for (m, om) in out.iter().enumerate() {
                 // SAFETY: as above; all operand reads of this range are done.
@@ -344,6 +376,7 @@ fn run<const K: usize, const M: usize, const NOISE: bool>(
     p: Ptrs,
     n: usize,
     row_len: usize,
+    avx2: bool,
 ) {
     let noise = match plan.noise() {
         Some((s, off)) => (seed_key(s.seed), s.stream, off),
@@ -356,16 +389,18 @@ fn run<const K: usize, const M: usize, const NOISE: bool>(
         let range = chunk * CHUNK..((chunk + 1) * CHUNK).min(n);
         // SAFETY: every pointer covers `n` elements and chunks are disjoint,
         // so this task owns `range`.
+        // `avx2` is only true when the CPU has AVX2.
         #[cfg(target_arch = "x86_64")]
-        if has_avx2() {
+        if avx2 {
             unsafe { combine_range_avx2::<K, M, NOISE>(plan, &p, range, seg, noise) };
             return;
         }
+        let _ = avx2;
         unsafe { combine_range::<K, M, NOISE, false>(plan, &p, range, seg, noise) };
     });
 }
 
-type Kernel = fn(&LinComb, Ptrs, usize, usize);
+type Kernel = fn(&LinComb, Ptrs, usize, usize, bool);
 
 macro_rules! kernel_table {
     ($($k:literal),*) => {
@@ -463,13 +498,14 @@ impl Backend for CpuBackend {
 
     fn fill_noise(&self, stream: NoiseStream, offset: u64, out: &mut CpuTensor) -> Result<()> {
         let key = seed_key(stream.seed);
+        let avx2 = self.avx2();
         self.run(|| {
             out.data
                 .par_chunks_mut(CHUNK)
                 .enumerate()
                 .for_each(|(c, chunk)| {
                     let first = offset.wrapping_add((c * CHUNK) as u64);
-                    fill_range(key, stream.stream, first, chunk);
+                    fill_range(key, stream.stream, first, chunk, avx2);
                 });
         });
         Ok(())
@@ -515,7 +551,8 @@ impl Backend for CpuBackend {
         let kernel =
             KERNELS[plan.inputs() - 1][plan.outputs() - 1][usize::from(plan.noise().is_some())];
         let ptrs = Ptrs { src, dst };
-        self.run(|| kernel(plan, ptrs, n, row_len));
+        let avx2 = self.avx2();
+        self.run(|| kernel(plan, ptrs, n, row_len, avx2));
         Ok(())
     }
 
@@ -556,6 +593,11 @@ impl Backend for CpuBackend {
                 .zip(x.data.par_chunks(row_len))
                 .for_each(|(o, row)| *o = reduce_row(row, op) as f32);
         });
+        if let Some(r) = out.data.iter().position(|v| !v.is_finite()) {
+            return Err(Error::NonFinite(format!(
+                "reduce_rows result for row {r} ({op:?} overflows f32)"
+            )));
+        }
         Ok(())
     }
 }

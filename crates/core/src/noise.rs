@@ -20,8 +20,10 @@
 //! All arithmetic is f32 and uses only `+ − × ÷ √`, integer operations and
 //! exact conversions, in a fixed order, with our own [`ln_f32`] and
 //! [`sincos_turns`]. No operation may be contracted into a fused multiply–add.
-//! The CUDA kernels (`kernels/noise.cuh`) spell out the same sequence, so both
-//! backends agree bit for bit.
+//! The CUDA kernels (in `kernels/`, with the CUDA backend) spell out the same
+//! sequence, so both backends agree bit for bit. Element indices are taken
+//! modulo 2⁶⁴: element `i` lies in block `(i mod 2⁶⁴) / 4`, so a range that
+//! runs past `u64::MAX` continues at element 0, in every code path.
 //!
 //! ```
 //! use diffuse_core::noise::NoiseStream;
@@ -201,6 +203,9 @@ pub const fn seed_key(seed: u64) -> [u32; 2] {
     [seed as u32, (seed >> 32) as u32]
 }
 
+/// Block numbers are element indices (mod 2⁶⁴) over 4: they wrap at 2⁶².
+const BLOCK_MASK: u64 = u64::MAX >> 2;
+
 /// Philox blocks generated together in structure-of-arrays form, so the
 /// transform vectorises across blocks.
 const BATCH: usize = 32;
@@ -210,7 +215,7 @@ const BATCH: usize = 32;
 #[inline(always)]
 fn philox_batch(key: [u32; 2], stream: u64, first: u64, w: &mut [[u32; BATCH]; 4]) {
     for b in 0..BATCH {
-        let j = first.wrapping_add(b as u64);
+        let j = first.wrapping_add(b as u64) & BLOCK_MASK;
         let out = philox4x32_10(block_counter(j, stream), key);
         for (word, v) in w.iter_mut().zip(out) {
             word[b] = v;
@@ -252,6 +257,7 @@ unsafe fn philox_batch_avx2(key: [u32; 2], stream: u64, first: u64, w: &mut [[u3
     let mut c2 = [_mm256_setzero_si256(); V];
     let mut c3 = [_mm256_setzero_si256(); V];
     let lanes = _mm256_setr_epi64x(0, 1, 2, 3);
+    let block_mask = _mm256_set1_epi64x(BLOCK_MASK as i64);
     for group in 0..V / G {
         let mut g0 = [_mm256_setzero_si256(); G];
         let mut g1 = [_mm256_setzero_si256(); G];
@@ -261,7 +267,10 @@ unsafe fn philox_batch_avx2(key: [u32; 2], stream: u64, first: u64, w: &mut [[u3
             // Block numbers j (64-bit lanes): the low word is lo32(j), the
             // upper half may stay (only low words are used); hi32(j) by shift.
             let base = first.wrapping_add((4 * (G * group + v)) as u64);
-            let j = _mm256_add_epi64(_mm256_set1_epi64x(base as i64), lanes);
+            let j = _mm256_and_si256(
+                _mm256_add_epi64(_mm256_set1_epi64x(base as i64), lanes),
+                block_mask,
+            );
             g0[v] = j;
             g1[v] = _mm256_srli_epi64::<32>(j);
         }
@@ -411,24 +420,18 @@ pub(crate) fn has_avx2() -> bool {
 }
 
 /// Writes elements `first .. first + out.len()` of the stream into `out`, on
-/// the widest vectors the CPU has (the values never depend on that choice).
-pub(crate) fn fill_range(key: [u32; 2], stream: u64, first: u64, out: &mut [f32]) {
+/// the widest vectors the CPU has if `simd` (the values never depend on that
+/// choice).
+pub(crate) fn fill_range(key: [u32; 2], stream: u64, first: u64, out: &mut [f32], simd: bool) {
     #[cfg(target_arch = "x86_64")]
-    if has_avx2() {
+    if simd && has_avx2() {
         // SAFETY: AVX2 is present.
         unsafe { fill_range_avx2(key, stream, first, out) };
         return;
     }
+    let _ = simd;
     // SAFETY: the portable version has no requirement.
     unsafe { fill_range_impl::<false>(key, stream, first, out) }
-}
-
-/// Writes elements `first .. first + out.len()` with the portable code only
-/// (to check that the vectorised paths agree with it).
-#[doc(hidden)]
-pub fn fill_portable(seed: u64, stream: u64, first: u64, out: &mut [f32]) {
-    // SAFETY: the portable version has no requirement.
-    unsafe { fill_range_impl::<false>(seed_key(seed), stream, first, out) }
 }
 
 /// One draw of the public noise stream: a seed and a stream number.
@@ -459,7 +462,7 @@ impl NoiseStream {
     /// Writes elements `first .. first + out.len()` of the draw into `out`
     /// (sequentially; the CPU backend's `fill_noise` is the parallel version).
     pub fn fill(&self, first: u64, out: &mut [f32]) {
-        fill_range(seed_key(self.seed), self.stream, first, out);
+        fill_range(seed_key(self.seed), self.stream, first, out, true);
     }
 }
 
@@ -511,25 +514,33 @@ mod tests {
             assert!((f64::from(s) - a.sin()).abs() < 2.5e-7, "sin at m={m}");
             assert!((f64::from(c) - a.cos()).abs() < 2.5e-7, "cos at m={m}");
         }
-        assert_eq!(sincos_turns(0), (0.0, 1.0));
-        assert_eq!(sincos_turns(1 << 22), (1.0, -0.0));
-        assert_eq!(sincos_turns(2 << 22), (-0.0, -1.0));
-        assert_eq!(sincos_turns(3 << 22), (-1.0, 0.0));
+        // Exact at quarter turns, signed zeros included (CUDA must match them).
+        let b = |(s, c): (f32, f32)| (s.to_bits(), c.to_bits());
+        assert_eq!(b(sincos_turns(0)), b((0.0, 1.0)));
+        assert_eq!(b(sincos_turns(1 << 22)), b((1.0, -0.0)));
+        assert_eq!(b(sincos_turns(2 << 22)), b((-0.0, -1.0)));
+        assert_eq!(b(sincos_turns(3 << 22)), b((-1.0, 0.0)));
+    }
+
+    fn bits(v: &[f32]) -> Vec<u32> {
+        v.iter().map(|x| x.to_bits()).collect()
     }
 
     #[test]
     fn fill_agrees_with_at_for_any_offset() {
         let z = NoiseStream::new(3, 5);
-        for first in 0..9u64 {
+        // Starts at every alignment, and across the wrap at 2⁶⁴.
+        let starts = (0..9u64).chain((u64::MAX - 300)..=u64::MAX);
+        for first in starts {
             for len in (0..13usize).chain([64, 67, 130, 200]) {
                 let mut out = vec![0.0; len];
                 z.fill(first, &mut out);
                 for (i, v) in out.iter().enumerate() {
-                    assert_eq!(v.to_bits(), z.at(first + i as u64).to_bits());
+                    assert_eq!(v.to_bits(), z.at(first.wrapping_add(i as u64)).to_bits());
                 }
                 let mut portable = vec![0.0; len];
-                fill_portable(3, 5, first, &mut portable);
-                assert_eq!(out, portable);
+                fill_range(seed_key(3), 5, first, &mut portable, false);
+                assert_eq!(bits(&out), bits(&portable));
             }
         }
     }

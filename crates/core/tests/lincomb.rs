@@ -20,15 +20,16 @@ fn reference(plan: &LinComb, inputs: &[Vec<f32>], outputs: &mut [Vec<f32>], row_
                 Operand::Output(m) => outputs[m][i],
             })
             .collect();
-        let (c, cz) = plan.f32_row(row);
-        let z = noise.map(|(s, off)| s.at(off + i as u64));
+        let row = if plan.rows().is_some() { row } else { 0 };
+        let c = |m, k| plan.coefficient(row, m, k).unwrap() as f32;
+        let z = noise.map(|(s, off)| s.at(off.wrapping_add(i as u64)));
         for m in 0..plan.outputs() {
-            let mut acc = c[m][0] * v[0];
-            for k in 1..v.len() {
-                acc += c[m][k] * v[k];
+            let mut acc = c(m, 0) * v[0];
+            for (k, vk) in v.iter().enumerate().skip(1) {
+                acc += c(m, k) * vk;
             }
             if let Some(z) = z {
-                acc += cz[m] * z;
+                acc += plan.noise_coefficient(row, m).unwrap() as f32 * z;
             }
             outputs[m][i] = acc;
         }
@@ -128,8 +129,8 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(200))]
 
     #[test]
-    fn lincomb_equals_the_scalar_loop(case in case()) {
-        let cpu = CpuBackend::new();
+    fn lincomb_equals_the_scalar_loop(case in case(), portable in any::<bool>()) {
+        let cpu = if portable { CpuBackend::new().portable() } else { CpuBackend::new() };
         let plan = build(&case);
         let shape = [case.rows, case.row_len];
         let n = case.rows * case.row_len;
@@ -144,8 +145,8 @@ proptest! {
         cpu.lincomb(&plan, &in_refs, &mut out_refs).unwrap();
         for (m, (t, w)) in out_t.iter().zip(&want).enumerate() {
             let got = t.as_slice();
-            for i in 0..n {
-                prop_assert_eq!(got[i].to_bits(), w[i].to_bits(), "output {} element {}", m, i);
+            for (i, (g, w)) in got.iter().zip(w).enumerate() {
+                prop_assert_eq!(g.to_bits(), w.to_bits(), "output {} element {}", m, i);
             }
         }
     }
@@ -220,6 +221,83 @@ fn noise_is_identical_for_one_and_two_threads_and_any_split() {
         results.push((x, y));
     }
     assert_eq!(results[0], results[1]);
+}
+
+/// Rows of odd length straddling the rayon chunks and the staging blocks,
+/// with a noise offset that wraps past 2⁶⁴: every element against the scalar
+/// loop, on the SIMD and portable paths, with one and two threads.
+#[test]
+fn per_row_coefficients_survive_chunk_boundaries() {
+    let chunk = diffuse_core::cpu::CHUNK;
+    let shape = [7, chunk / 3 + 101];
+    let n = shape[0] * shape[1];
+    assert!(n > 2 * chunk);
+    let stream = NoiseStream::new(99, 4);
+    let mut plan = LinComb::per_row(
+        &[Operand::Output(0), Operand::Input(0), Operand::Output(1)],
+        2,
+        shape[0],
+    )
+    .unwrap()
+    .with_noise(stream, u64::MAX - (n as u64) / 2);
+    for r in 0..shape[0] {
+        let x = r as f64;
+        plan.set_row(r, 0, 0, 1.0 - 0.1 * x).unwrap();
+        plan.set_row(r, 0, 1, 0.5 + x).unwrap();
+        plan.set_row(r, 0, 2, -0.25 * x).unwrap();
+        plan.set_row(r, 1, 1, 3.0 - x).unwrap();
+        plan.set_row(r, 1, 2, 0.125 + x).unwrap();
+        plan.set_noise_row(r, 0, 0.01 * (x + 1.0)).unwrap();
+        plan.set_noise_row(r, 1, -0.5 * x).unwrap();
+    }
+    let d = data(7, 1, n);
+    let x0 = data(7, 2, n);
+    let y0 = data(7, 3, n);
+    let mut want = vec![x0.clone(), y0.clone()];
+    reference(&plan, std::slice::from_ref(&d), &mut want, shape[1]);
+    for cpu in [
+        CpuBackend::with_threads(1).unwrap(),
+        CpuBackend::with_threads(2).unwrap(),
+        CpuBackend::with_threads(2).unwrap().portable(),
+    ] {
+        let dt = cpu.upload(&shape, &d).unwrap();
+        let mut x = cpu.upload(&shape, &x0).unwrap();
+        let mut y = cpu.upload(&shape, &y0).unwrap();
+        cpu.lincomb(&plan, &[&dt], &mut [&mut x, &mut y]).unwrap();
+        for (got, want) in [(&x, &want[0]), (&y, &want[1])] {
+            let mismatches = got
+                .as_slice()
+                .iter()
+                .zip(want)
+                .filter(|(a, b)| a.to_bits() != b.to_bits())
+                .count();
+            assert_eq!(mismatches, 0, "{} threads", cpu.threads());
+        }
+    }
+    // fill_noise across chunks and the wrap, on both paths.
+    for cpu in [CpuBackend::new(), CpuBackend::new().portable()] {
+        let mut z = cpu.zeros(&shape).unwrap();
+        cpu.fill_noise(stream, u64::MAX - 1000, &mut z).unwrap();
+        for (i, v) in z.as_slice().iter().enumerate().step_by(97) {
+            assert_eq!(
+                v.to_bits(),
+                stream
+                    .at((u64::MAX - 1000).wrapping_add(i as u64))
+                    .to_bits()
+            );
+        }
+    }
+}
+
+#[test]
+fn tensors_from_sliced_arrays() {
+    use ndarray::{Array2, s};
+    let a = Array2::from_shape_fn((3, 4), |(i, j)| (4 * i + j) as f32);
+    let rows = CpuTensor::from_array(a.clone().slice_move(s![1.., ..]).into_dyn()).unwrap();
+    assert_eq!(rows.shape(), &[2, 4]);
+    assert_eq!(rows.as_slice(), &[4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0]);
+    let cols = CpuTensor::from_array(a.slice_move(s![.., 1..3]).into_dyn()).unwrap();
+    assert_eq!(cols.as_slice(), &[1.0, 2.0, 5.0, 6.0, 9.0, 10.0]);
 }
 
 #[test]
@@ -318,4 +396,21 @@ fn bad_input_gives_typed_errors() {
         Err(Error::NonFinite(_))
     ));
     assert!(CpuBackend::with_threads(0).is_err());
+    // Results that overflow f32 are errors, not infinities.
+    let big = cpu.upload(&[1, 2], &[3e38, -3e38]).unwrap();
+    let mut one = cpu.zeros(&[1]).unwrap();
+    assert!(matches!(
+        cpu.reduce_rows(&big, RowReduction::SumSquares, &mut one),
+        Err(Error::NonFinite(_))
+    ));
+    assert!(matches!(
+        cpu.reduce_rows(&big, RowReduction::Std { correction: 1 }, &mut one),
+        Err(Error::NonFinite(_))
+    ));
+    // Plans whose size overflows, and rows out of range.
+    assert!(LinComb::per_row(&[Operand::Input(0); 8], 4, usize::MAX / 8).is_err());
+    let p = LinComb::per_row(&[Operand::Input(0)], 1, 2).unwrap();
+    assert!(p.f32_row(2).is_err());
+    assert!(p.coefficient(2, 0, 0).is_err());
+    assert!(p.noise_coefficient(0, 1).is_err());
 }

@@ -170,9 +170,14 @@ fn value_stability() {
         );
     }
     // Box–Muller at the ends of its input range.
-    assert_eq!(box_muller(u32::MAX, 0), (0.0, 0.0));
+    // u_a = 1: r = sqrt(−2·0) = sqrt(−0) = −0, and the products keep the sign.
+    let (c, s) = box_muller(u32::MAX, 0);
+    assert_eq!(
+        (c.to_bits(), s.to_bits()),
+        ((-0.0f32).to_bits(), (-0.0f32).to_bits())
+    );
     let (c, s) = box_muller(0, 0);
-    assert_eq!(s, 0.0);
+    assert_eq!(s.to_bits(), 0.0f32.to_bits());
     assert!((f64::from(c) - (2.0 * 24.0 * std::f64::consts::LN_2).sqrt()).abs() < 1e-6);
 }
 

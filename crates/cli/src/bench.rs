@@ -30,24 +30,40 @@ struct StepReport {
     ratio_to_triad: Option<f64>,
 }
 
-/// Median wall time in milliseconds of `repeats` runs after warm-up.
-fn median_ms(repeats: u32, mut f: impl FnMut() -> CliResult<()>) -> CliResult<f64> {
-    for _ in 0..WARMUP {
-        f()?;
-    }
-    let mut times = Vec::with_capacity(repeats as usize);
-    for _ in 0..repeats {
-        let start = Instant::now();
-        f()?;
-        times.push(start.elapsed().as_secs_f64() * 1e3);
-    }
+fn median(mut times: Vec<f64>) -> f64 {
     times.sort_by(f64::total_cmp);
     let mid = times.len() / 2;
-    Ok(if times.len() % 2 == 1 {
+    if times.len() % 2 == 1 {
         times[mid]
     } else {
         0.5 * (times[mid - 1] + times[mid])
-    })
+    }
+}
+
+/// Median wall times in milliseconds of `repeats` runs of the step (and of
+/// the triad, alternating with it) after warm-up.
+fn median_ms(
+    repeats: u32,
+    work: &mut StepWorkload,
+    mut triad: Option<&mut Triad>,
+) -> CliResult<(f64, Option<f64>)> {
+    let mut step_times = Vec::with_capacity(repeats as usize);
+    let mut triad_times = Vec::with_capacity(repeats as usize);
+    for i in 0..WARMUP + repeats as usize {
+        let start = Instant::now();
+        work.run()?;
+        let step = start.elapsed().as_secs_f64() * 1e3;
+        let start = Instant::now();
+        if let Some(t) = triad.as_deref_mut() {
+            t.run();
+        }
+        let tri = start.elapsed().as_secs_f64() * 1e3;
+        if i >= WARMUP {
+            step_times.push(step);
+            triad_times.push(tri);
+        }
+    }
+    Ok((median(step_times), triad.map(|_| median(triad_times))))
 }
 
 pub fn step(args: StepArgs) -> CliResult<()> {
@@ -66,19 +82,19 @@ pub fn step(args: StepArgs) -> CliResult<()> {
         args.outputs.into(),
         args.noise,
     )?;
-    let ms = median_ms(args.repeats, || Ok(work.run()?))?;
+    // With the triad, the two are timed alternately so that both see the
+    // same machine (memory bandwidth on shared hosts drifts between runs).
+    let mut triad = match args.triad {
+        true => Some(Triad::new(cpu.clone(), n)?),
+        false => None,
+    };
+    let (ms, triad_ms) = median_ms(args.repeats, &mut work, triad.as_mut())?;
     let bytes = work.bytes();
     let gbps = bytes as f64 / (ms * 1e6);
-    let triad_gbps = if args.triad {
-        let mut triad = Triad::new(cpu.clone(), n)?;
-        let t = median_ms(args.repeats, || {
-            triad.run();
-            Ok(())
-        })?;
-        Some(triad.bytes() as f64 / (t * 1e6))
-    } else {
-        None
-    };
+    let triad_gbps = triad
+        .as_ref()
+        .zip(triad_ms)
+        .map(|(t, ms)| t.bytes() as f64 / (ms * 1e6));
     let report = StepReport {
         gbps,
         ms,

@@ -3,13 +3,12 @@
 //!
 //! The fused step walks the flat element range in chunks of [`CHUNK`]
 //! elements (one rayon task each) and, inside a chunk, in blocks of
-//! [`BLOCK`] elements that are staged through small stack buffers: the
-//! operands are copied in, the `M` outputs computed with fixed-trip-count
-//! loops the compiler vectorises, and copied out. Staging makes in-place
-//! updates (an output that is also an operand) safe and keeps the inner loop
-//! free of aliasing. Nothing is allocated. Because every element's value
-//! depends only on its index, results are bit-identical for any thread
-//! count.
+//! [`BLOCK`] elements: the operands are read in place, the `M` outputs are
+//! computed into a stack buffer with loops the compiler vectorises, and then
+//! copied to the outputs. Staging the outputs makes in-place updates (an
+//! output that is also an operand) safe and keeps the inner loop free of
+//! aliasing. Nothing is allocated. Because every element's value depends
+//! only on its index, results are bit-identical for any thread count.
 
 use std::sync::Arc;
 

@@ -60,10 +60,17 @@ pub trait Parameterization: Send + Sync {
         })
     }
 
-    /// The scale `c_in` applied to the state before it enters the network
-    /// (EDM preconditioning, Karras et al. 2022 Table 1); 1 by default.
+    /// The scale applied to the state `x` before it enters the network; 1 by
+    /// default. (EDM preconditioning: `c_in` of Karras et al. 2022 Table 1,
+    /// divided by `α` because diffuse's state is `α`-scaled.)
     fn input_scale(&self, _m: Marginal) -> f64 {
         1.0
+    }
+
+    /// The scalar the network is conditioned on at time `t` with marginal
+    /// `m`; the schedule time `t` by default (EDM: `c_noise`).
+    fn noise_conditioning(&self, t: f64, _m: Marginal) -> Result<f64> {
+        Ok(t)
     }
 }
 

@@ -1,21 +1,29 @@
 //! # diffuse-schedules — forward process
 //!
-//! Noise schedules and time grids (survey §2.1, Chang et al. 2023): the
-//! discrete-time DDPM family (linear, scaled-linear, cosine, …), continuous
-//! VP / VE / sub-VP, EDM and flow-matching schedules, and the sampling time
-//! discretisations. Every schedule implements [`NoiseSchedule`] from
-//! `diffuse-core`, the only crate of ours this one depends on.
+//! Noise schedules and time grids (survey §2.1, Chang et al. 2023): how much
+//! signal `α(t)` and noise `σ(t)` the forward marginal `x_t = α·x₀ + σ·ε`
+//! holds. Every schedule implements [`NoiseSchedule`] from `diffuse-core`,
+//! the only crate of ours this one depends on.
 //!
-//! This crate is being filled in; the trait it implements is re-exported so
-//! code written against it today keeps compiling:
+//! Available now: the discrete DDPM family ([`BetaSchedule`]: linear,
+//! scaled-linear, cosine, sigmoid, exp, Laplace) as a continuous
+//! [`DiscreteVp`] schedule, with zero-terminal-SNR rescaling. Continuous
+//! schedules and sampling time grids follow.
 //!
 //! ```
-//! use diffuse_schedules::{Marginal, NoiseSchedule};
-//! fn snr_at(s: &dyn NoiseSchedule, t: f64) -> f64 { s.marginal(t).snr() }
-//! let m = Marginal::new(0.6, 0.8)?;
-//! assert!((m.snr() - 0.5625).abs() < 1e-12);
-//! # let _ = snr_at;
+//! use diffuse_schedules::{BetaSchedule, DiscreteVp, NoiseSchedule};
+//! // Stable Diffusion's schedule.
+//! let betas = BetaSchedule::ScaledLinear { beta_start: 0.00085, beta_end: 0.012 }.betas(1000)?;
+//! let s = DiscreteVp::from_betas(&betas)?;
+//! assert!((s.alphas_cumprod()[0] - 0.99915).abs() < 1e-6);
+//! let t = 500.25;
+//! let m = s.marginal(t);
+//! assert!((m.alpha * m.alpha + m.sigma * m.sigma - 1.0).abs() < 1e-12);
+//! assert!((s.t_of_log_snr(s.log_snr(t))? - t).abs() < 1e-9);
 //! # Ok::<(), diffuse_schedules::Error>(())
 //! ```
 
+mod discrete;
+
 pub use diffuse_core::{Error, Marginal, NoiseSchedule, Result};
+pub use discrete::{BetaSchedule, DiscreteVp};

@@ -7,8 +7,10 @@
 //!
 //! Available now: the discrete DDPM family ([`BetaSchedule`]: linear,
 //! scaled-linear, cosine, sigmoid, exp, Laplace) as a continuous
-//! [`DiscreteVp`] schedule, with zero-terminal-SNR rescaling. Continuous
-//! schedules and sampling time grids follow.
+//! [`DiscreteVp`] schedule, with zero-terminal-SNR rescaling; and the
+//! continuous [`VpLinear`], [`VpCosine`], [`SubVp`], [`VeGeometric`],
+//! [`EdmSchedule`] and [`Flow`] (with the SD3 shift). Sampling time grids
+//! follow.
 //!
 //! ```
 //! use diffuse_schedules::{BetaSchedule, DiscreteVp, NoiseSchedule};
@@ -23,7 +25,9 @@
 //! # Ok::<(), diffuse_schedules::Error>(())
 //! ```
 
+mod continuous;
 mod discrete;
 
+pub use continuous::{EdmSchedule, Flow, SubVp, VeGeometric, VpCosine, VpLinear};
 pub use diffuse_core::{Error, Marginal, NoiseSchedule, Result};
 pub use discrete::{BetaSchedule, DiscreteVp};

@@ -114,10 +114,17 @@ impl Parameterization for Edm {
         )
     }
 
+    /// `c_in/α`, written without `σ_ve` so it stays finite as `α → 0`:
+    /// `1/√(σ² + α²)` (VP, iDDPM), `1/√(σ² + α²σ_d²)` (EDM), `1/α` (VE, which
+    /// has no finite limit; its `x̂₀` map is an error there anyway).
     fn input_scale(&self, m: Marginal) -> f64 {
-        match self.sigma_ve(m) {
-            Ok(s) => self.coefficients(s).2 / m.alpha,
-            Err(_) => 0.0,
+        let (a, s) = (m.alpha, m.sigma);
+        match self.preconditioning {
+            Preconditioning::Vp { .. } | Preconditioning::Iddpm => 1.0 / (s * s + a * a).sqrt(),
+            Preconditioning::Ve => 1.0 / a,
+            Preconditioning::Edm => {
+                1.0 / (s * s + a * a * self.sigma_data * self.sigma_data).sqrt()
+            }
         }
     }
 

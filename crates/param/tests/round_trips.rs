@@ -156,6 +156,18 @@ fn edm_conditioning_matches_table_1() {
     // c_in·x has unit variance when x₀ has std σ_d: c_in² (σ_d² + σ²) = 1.
     let c_in = e.input_scale(m);
     assert!((c_in * c_in * (0.25 + 4.0) - 1.0).abs() < 1e-12);
+    // The input scale is c_in/α for every row of Table 1, and stays finite
+    // at α = 0 where a limit exists.
+    for v in edm_variants() {
+        for m in [
+            Marginal::new(0.7, 0.3).unwrap(),
+            Marginal::new(2.0, 5.0).unwrap(),
+        ] {
+            let (_, _, c_in) = v.coefficients(m.sigma / m.alpha);
+            assert!((v.input_scale(m) - c_in / m.alpha).abs() < 1e-12 * v.input_scale(m));
+        }
+    }
+    assert!((e.input_scale(Marginal::new(0.0, 2.0).unwrap()) - 0.5).abs() < 1e-15);
     // VP: c_noise = (M − 1)·t for σ(t) = √(exp(½β_d t² + β_min t) − 1).
     let vp = edm_variants()[0];
     let t = 0.5f64;

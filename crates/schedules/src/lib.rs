@@ -28,6 +28,9 @@
 mod continuous;
 mod discrete;
 
-pub use continuous::{EdmSchedule, Flow, SubVp, VeGeometric, VpCosine, VpLinear};
+pub use continuous::{
+    ChenSigmoid, EdmSchedule, Flow, InterpolatedCosine, ShiftedCosine, SubVp, TimeShift,
+    VeGeometric, VpCosine, VpLinear, invert_decreasing,
+};
 pub use diffuse_core::{Error, Marginal, NoiseSchedule, Result};
 pub use discrete::{BetaSchedule, DiscreteVp};

@@ -52,4 +52,4 @@ pub use error::{Error, Result};
 pub use forward::{Marginal, NoiseSchedule};
 pub use noise::NoiseStream;
 pub use reverse::{Affine, Condition, Denoiser, NoiseLevel, Parameterization};
-pub use sampling::{SampleReport, Solver, check_grid};
+pub use sampling::{MAX_STEPS, SampleReport, Solver, check_grid};

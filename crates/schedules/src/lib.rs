@@ -27,6 +27,7 @@
 
 mod continuous;
 mod discrete;
+pub mod grids;
 
 pub use continuous::{
     ChenSigmoid, EdmSchedule, Flow, InterpolatedCosine, ShiftedCosine, SubVp, TimeShift,
@@ -34,3 +35,4 @@ pub use continuous::{
 };
 pub use diffuse_core::{Error, Marginal, NoiseSchedule, Result};
 pub use discrete::{BetaSchedule, DiscreteVp};
+pub use grids::TimeGrid;

@@ -293,10 +293,10 @@ fn ends(v: &mut [f64], t_start: f64, t_end: f64) {
     if let Some(f) = v.first_mut() {
         *f = t_start;
     }
-    if v.len() > 1 {
-        if let Some(l) = v.last_mut() {
-            *l = t_end;
-        }
+    if v.len() > 1
+        && let Some(l) = v.last_mut()
+    {
+        *l = t_end;
     }
 }
 

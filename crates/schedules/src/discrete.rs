@@ -15,19 +15,24 @@ fn f32r(x: f64) -> f64 {
     f64::from(x as f32)
 }
 
-/// `torch.linspace(a, b, n, dtype=float32)`: the step in f64, the first half
-/// counted from `a`, the second from `b`, each value rounded to f32.
+/// `torch.linspace(a, b, n, dtype=float32)`: end points and step in f32, the
+/// first half counted from `a`, the second from `b` (bit-identical to
+/// diffusers' β tables).
 fn linspace_f32(a: f64, b: f64, n: usize) -> Vec<f64> {
+    let (start, end) = (a as f32, b as f32);
     if n == 1 {
-        return vec![f32r(a)];
+        return vec![start as f64];
     }
-    let step = (b - a) / (n - 1) as f64;
+    // The step in f32; each value is one fused multiply–add from the nearer
+    // end (f32(start + step·i) rounded once), which is what torch's
+    // vectorised CPU kernel computes.
+    let step = ((end - start) / (n - 1) as f32) as f64;
     (0..n)
         .map(|i| {
             if i < n / 2 {
-                f32r(a + i as f64 * step)
+                f32r(start as f64 + step * i as f64)
             } else {
-                f32r(b - (n - 1 - i) as f64 * step)
+                f32r(end as f64 - step * (n - 1 - i) as f64)
             }
         })
         .collect()
@@ -243,10 +248,9 @@ impl DiscreteVp {
     /// makes the last `ᾱ` exactly 0.
     ///
     /// Computed in f64 (stored as f32). diffusers computes it in f32 through
-    /// a round trip via betas, and where `√ᾱ − √ᾱ_last` cancels its rounding
-    /// shows: against its Stable Diffusion table the two differ by up to
-    /// 2.8e-5 relative, in the last steps (`ᾱ` near 2e-7). Reproducing that
-    /// table to 1e-6 is still open.
+    /// a round trip via betas, and where `√ᾱ − √ᾱ_last` cancels, its rounding
+    /// shows in the last steps (`ᾱ` near 2e-7). `diffuse-diffusers`
+    /// reproduces diffusers' f32 arithmetic when a table must match theirs.
     pub fn rescale_zero_terminal_snr(&self) -> Result<Self> {
         let first = self.alphas_cumprod[0].sqrt();
         let last = self.alphas_cumprod[self.alphas_cumprod.len() - 1].sqrt();

@@ -25,10 +25,12 @@
 //! # Ok::<(), diffuse_schedules::Error>(())
 //! ```
 
+mod builtin;
 mod continuous;
 mod discrete;
 pub mod grids;
 
+pub use builtin::{BUILTIN_NAMES, Builtin, builtin};
 pub use continuous::{
     ChenSigmoid, EdmSchedule, Flow, InterpolatedCosine, ShiftedCosine, SubVp, TimeShift,
     VeGeometric, VpCosine, VpLinear, invert_decreasing,

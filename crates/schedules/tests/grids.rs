@@ -214,3 +214,21 @@ fn bad_grids_are_errors() {
         }
     );
 }
+
+#[test]
+fn every_grid_runs_on_every_builtin_schedule() {
+    for name in diffuse_schedules::BUILTIN_NAMES {
+        let b = diffuse_schedules::builtin(name).unwrap();
+        let s = b.schedule.as_ref();
+        let (l0, l1) = (s.log_snr(b.t_start), s.log_snr(b.t_end));
+        assert!(
+            l0.is_finite() && l1.is_finite() && l0 < l1,
+            "{name}: λ from {l0} to {l1}"
+        );
+        for grid in grids() {
+            let t = grid.times(s, 12, b.t_start, b.t_end).unwrap();
+            assert!(t.windows(2).all(|w| w[1] < w[0]), "{name} {grid:?}: {t:?}");
+        }
+    }
+    assert!(diffuse_schedules::builtin("nope").is_err());
+}

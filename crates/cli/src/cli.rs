@@ -22,6 +22,42 @@ pub enum Command {
     /// Measure performance on this machine.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Print the inference grid (timestep, σ, t, α, σ, λ, SNR) of a
+    /// diffusers scheduler_config.json or of a built-in schedule; --plot
+    /// draws log-SNR against time for every built-in schedule.
+    Schedule(ScheduleArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ScheduleArgs {
+    /// A diffusers scheduler_config.json (its `_class_name` names the scheduler).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// A built-in schedule: ddpm-linear, sd-scaled-linear, ddpm-cosine,
+    /// vp-linear, vp-cosine, sub-vp, ve, edm, sigmoid, shifted-cosine-256,
+    /// interpolated-cosine, flow, flow-sd3, flow-flux-4096.
+    #[arg(long, value_name = "NAME")]
+    pub builtin: Option<String>,
+    /// Number of inference steps.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub steps: u32,
+    /// Time grid for --builtin: uniform, logsnr, quadratic, karras[:RHO],
+    /// exponential, polyexponential[:RHO], beta[:A,B] (default uniform).
+    #[arg(long, value_name = "GRID")]
+    pub grid: Option<String>,
+    /// The resolution-dependent shift μ of a flow-matching config with
+    /// use_dynamic_shifting.
+    #[arg(long, allow_negative_numbers = true)]
+    pub mu: Option<f64>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
+    /// Also draw log-SNR against time for every built-in schedule (PNG).
+    #[arg(long, value_name = "FILE.png")]
+    pub plot: Option<PathBuf>,
+    /// Replace --plot if it exists.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Output format of a command.
@@ -127,6 +163,7 @@ pub fn run(cli: Cli) -> CliResult<()> {
     match cli.command {
         Command::Noise(args) => crate::noise::run(args),
         Command::Bench(BenchCommand::Step(args)) => crate::bench::step(args),
+        Command::Schedule(args) => crate::schedule::run(&args),
     }
 }
 

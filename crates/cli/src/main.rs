@@ -1,7 +1,8 @@
 //! `diffuse`: the command line of the diffuse toolkit.
 //!
 //! Subcommands: `noise` writes the public noise stream, `bench step`
-//! measures the fused step on this machine. Errors are one line on stderr
+//! measures the fused step on this machine, `schedule` prints the inference
+//! grid of a diffusers scheduler config or a built-in schedule. Errors are one line on stderr
 //! and a non-zero exit status.
 
 mod bench;
@@ -9,6 +10,8 @@ mod cli;
 mod error;
 mod noise;
 mod output;
+mod plot;
+mod schedule;
 
 use clap::Parser;
 use clap::error::ErrorKind;

@@ -297,9 +297,8 @@ mod tests {
             assert_eq!(r.timesteps.len(), 8);
             assert_eq!(r.t.len(), 9);
             let s = r.sigmas.as_ref().unwrap();
-            for i in 0..9 {
-                let ve = r.sigma[i] / r.alpha[i];
-                assert!((ve - s[i]).abs() <= 1e-12 * s[i], "{name}");
+            for ((sigma, alpha), ve) in r.sigma.iter().zip(&r.alpha).zip(s) {
+                assert!((sigma / alpha - ve).abs() <= 1e-12 * ve, "{name}");
             }
         }
     }

@@ -175,3 +175,107 @@ fn bench_step_prints_json() {
     assert!((gbps - 4.0 * 4096.0 * 5.0 / (ms * 1e6)).abs() < 1e-6 * gbps);
     assert!(v["ratio_to_triad"].as_f64().unwrap() > 0.0);
 }
+
+/// `diffuse schedule --config` on a scheduler_config.json built from a
+/// conformance case prints diffusers' timesteps and σ, and per noise level
+/// t, α, σ, λ consistent with each other.
+#[test]
+fn schedule_json_reproduces_a_diffusers_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let case_path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../conformance/euler_sd_20.json");
+    let case: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(case_path)
+            .unwrap()
+            .replace(": NaN", ": null")
+            .replace(": -Infinity", ": null"),
+    )
+    .unwrap();
+    let mut config = case["full_config"].clone();
+    config["_class_name"] = case["scheduler_class"].clone();
+    config["an_unknown_key"] = serde_json::json!(1);
+    let path = dir.path().join("scheduler_config.json");
+    std::fs::write(&path, config.to_string()).unwrap();
+    let o = diffuse(&[
+        "schedule",
+        "--config",
+        path.to_str().unwrap(),
+        "--steps",
+        "20",
+        "--format",
+        "json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("an_unknown_key"),
+        "no warning: {}",
+        stderr(&o)
+    );
+    let out: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    for key in ["timesteps", "sigmas"] {
+        let got = out[key].as_array().unwrap();
+        let want = case[key].as_array().unwrap();
+        assert_eq!(got.len(), want.len(), "{key}");
+        for (g, w) in got.iter().zip(want) {
+            let (g, w) = (g.as_f64().unwrap(), w.as_f64().unwrap());
+            assert!((g - w).abs() <= 1e-6 * w.abs(), "{key}: {g} vs {w}");
+        }
+    }
+    let (alpha, sigma, log_snr) = (&out["alpha"], &out["sigma"], &out["log_snr"]);
+    assert_eq!(alpha.as_array().unwrap().len(), 21);
+    for i in 0..20 {
+        let (a, s) = (alpha[i].as_f64().unwrap(), sigma[i].as_f64().unwrap());
+        assert!((a * a + s * s - 1.0).abs() < 1e-12);
+        assert!((log_snr[i].as_f64().unwrap() - 2.0 * (a / s).ln()).abs() < 1e-9);
+    }
+    // The clean final state has λ = +∞, written as null.
+    assert!(log_snr[20].is_null());
+}
+
+#[test]
+fn schedule_builtin_plot_and_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = diffuse(&[
+        "schedule",
+        "--builtin",
+        "vp-cosine",
+        "--steps",
+        "5",
+        "--grid",
+        "logsnr",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(text.lines().count(), 2 + 6, "{text}");
+    let png = dir.path().join("schedules.png");
+    let png = png.to_str().unwrap();
+    let o = diffuse(&["schedule", "--plot", png]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let bytes = std::fs::read(png).unwrap();
+    assert_eq!(&bytes[1..4], b"PNG");
+    assert_one_line_error(&["schedule", "--plot", png], "exists");
+    assert_one_line_error(&["schedule", "--builtin", "nope"], "built-in schedules");
+    assert_one_line_error(
+        &["schedule", "--builtin", "edm", "--grid", "karras:x"],
+        "karras:x",
+    );
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, r#"{"_class_name": "EulerDiscreteScheduler", "use_karras_sigmas": true, "use_beta_sigmas": true}"#).unwrap();
+    assert_one_line_error(
+        &["schedule", "--config", bad.to_str().unwrap()],
+        "use_beta_sigmas",
+    );
+    std::fs::write(
+        &bad,
+        r#"{"_class_name": "DDIMScheduler", "solver_order": "two", "beta_schedule": "nope"}"#,
+    )
+    .unwrap();
+    assert_one_line_error(
+        &["schedule", "--config", bad.to_str().unwrap()],
+        "beta_schedule",
+    );
+    assert_one_line_error(
+        &["schedule", "--config", "/nonexistent/x.json"],
+        "/nonexistent/x.json",
+    );
+}

@@ -14,12 +14,12 @@
 //! diffusers' choices of end points, spacing and rounding.
 
 use diffuse_core::{Error, Marginal, NoiseSchedule, Result};
+use diffuse_schedules::BetaSchedule;
 use diffuse_schedules::grids::{beta_sigmas, exponential_sigmas, karras_sigmas, linspace};
-use diffuse_schedules::{BetaSchedule, DiscreteVp, EdmSchedule, Flow, TimeShift};
 
 use crate::config::{
     Betas, EdmSigmaSchedule, FinalSigmas, Interpolation, SchedulerClass, SchedulerConfig,
-    SigmaSpacing, TimeShiftType, TimestepSpacing, TimestepType,
+    SigmaSpacing, TimestepSpacing, TimestepType,
 };
 
 /// Extra inputs of `set_timesteps`.
@@ -90,29 +90,13 @@ impl SchedulerConfig {
                 f32r(acc)
             })
             .collect();
-        if self.rescale_betas_zero_snr && self.class.uses_sigmas() {
-            if let Some(last) = acp.last_mut() {
-                *last = 2f64.powi(-24);
-            }
+        if self.rescale_betas_zero_snr
+            && self.class.uses_sigmas()
+            && let Some(last) = acp.last_mut()
+        {
+            *last = 2f64.powi(-24);
         }
         Ok(acp)
-    }
-
-    /// The noise schedule the class samples along: the discrete VP schedule
-    /// of [`SchedulerConfig::alphas_cumprod`] (time = timestep), the EDM
-    /// schedule (time = σ), or the shifted flow schedule (time = t/T ∈ [0, 1]).
-    pub fn noise_schedule(&self, options: &TimestepOptions) -> Result<Box<dyn NoiseSchedule>> {
-        Ok(match self.class {
-            SchedulerClass::EdmEuler | SchedulerClass::EdmDpmSolverMultistep => {
-                let edm = self.edm_settings()?;
-                Box::new(EdmSchedule {
-                    sigma_min: edm.sigma_min,
-                    sigma_max: edm.sigma_max,
-                })
-            }
-            SchedulerClass::FlowMatchEulerDiscrete => Box::new(self.flow_schedule(options)?),
-            _ => Box::new(DiscreteVp::from_alphas_cumprod(&self.alphas_cumprod()?)?),
-        })
     }
 
     /// `set_timesteps(num_inference_steps)` of the configured class.
@@ -198,31 +182,6 @@ impl SchedulerConfig {
                 format!("{} needs its flow settings", self.class.class_name()),
             )
         })
-    }
-
-    fn flow_schedule(&self, options: &TimestepOptions) -> Result<Flow> {
-        let f = self.flow_settings()?;
-        if f.use_dynamic_shifting {
-            let mu = options.mu.ok_or_else(|| {
-                invalid(
-                    "mu",
-                    "use_dynamic_shifting is set, so set_timesteps needs mu".into(),
-                )
-            })?;
-            let shift = match f.time_shift_type {
-                TimeShiftType::Exponential => TimeShift::Exponential { mu },
-                TimeShiftType::Linear => TimeShift::Linear { mu },
-            };
-            Flow::with_shift(shift, 1.0)
-        } else {
-            if options.mu.is_some() {
-                return Err(invalid(
-                    "mu",
-                    "given, but use_dynamic_shifting is false".into(),
-                ));
-            }
-            Flow::new(f.shift)
-        }
     }
 
     /// The f32 σ table `√((1 − ᾱ)/ᾱ)` and its f32 logarithm.

@@ -33,6 +33,11 @@ pub struct ScheduleArgs {
     /// A diffusers scheduler_config.json (its `_class_name` names the scheduler).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Read --config as this scheduler class instead of its `_class_name`
+    /// (as `Class.from_config(config)` does when swapping schedulers in a
+    /// pipeline; keys the class does not take become warnings).
+    #[arg(long = "class", value_name = "CLASS_NAME", requires = "config")]
+    pub class: Option<String>,
     /// A built-in schedule: ddpm-linear, sd-scaled-linear, ddpm-cosine,
     /// vp-linear, vp-cosine, sub-vp, ve, edm, sigmoid, shifted-cosine-256,
     /// interpolated-cosine, flow, flow-sd3, flow-flux-4096.

@@ -1,48 +1,52 @@
 //! PNG charts for the command line: line plots (one curve per series, with a
 //! legend) and grids of scatter panels.
 //!
-//! Everything renders into an in-memory RGB buffer and comes back as PNG
-//! bytes; nothing here touches the file system. The caller writes the bytes
-//! with [`crate::output::write_file`], which keeps the write atomic and
-//! refuses to replace an existing file without `--force`.
+//! Everything renders into memory and comes back as PNG bytes; nothing here
+//! touches the file system. The caller writes the bytes with
+//! [`crate::output::write_file`], which keeps the write atomic and refuses
+//! to replace an existing file without `--force`.
 //!
-//! Text uses DejaVu Sans, embedded in the binary (`assets/DejaVuSans.ttf`,
-//! licence in `assets/LICENSE-DejaVu.txt`), so charts look the same on
-//! machines without system fonts.
+//! Geometry (grid, axes, curves, dots) is drawn by `plotters` at twice the
+//! final resolution and box-filtered down, which anti-aliases it; text is
+//! laid out and rasterised here with `ab_glyph` at the final resolution, in
+//! DejaVu Sans embedded in the binary (`assets/DejaVuSans.ttf`, licence in
+//! `assets/LICENSE-DejaVu.txt`), so charts look the same on machines
+//! without system fonts.
 //!
 //! Input is never trusted: non-finite points are skipped (a line is broken
 //! there), points outside the plotted ranges are clipped or left out, and
 //! every degenerate case is a [`PlotError`] rather than a panic.
 
-// The subcommands that draw plots land after this module.
+// `ScatterGrid` and parts of the API are for subcommands still to come.
 #![allow(dead_code)]
 
 use std::sync::OnceLock;
 
+use ab_glyph::{Font, FontRef, PxScale, ScaleFont, point};
 use image::ImageEncoder;
 use image::codecs::png::PngEncoder;
 use plotters::backend::RGBPixel;
 use plotters::coord::Shift;
 use plotters::prelude::*;
-use plotters::style::text_anchor::{HPos, Pos, VPos};
 use plotters::style::{FontStyle, register_font};
 
-/// The font family every chart uses; registered from the embedded font.
-const FONT: &str = "sans-serif";
 /// DejaVu Sans, embedded so that rendering needs no system fonts.
 static FONT_BYTES: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
 
 /// Largest width or height of an image, in pixels.
 pub const MAX_SIDE: u32 = 16_384;
-/// Largest number of pixels in an image (about 120 MB of RGB).
+/// Largest number of pixels in an image (120 MB of RGB).
 pub const MAX_PIXELS: u64 = 40_000_000;
+/// Images up to this many pixels are drawn at twice the resolution and
+/// downsampled; larger ones are drawn directly, without anti-aliasing.
+const SUPERSAMPLE_MAX_PIXELS: u64 = 8_000_000;
 
 /// Text and axis colour.
-const INK: RGBColor = RGBColor(40, 40, 40);
-/// Colour of notes and secondary text.
-const MUTED: RGBColor = RGBColor(110, 110, 110);
+const INK: RGBColor = RGBColor(34, 34, 34);
+/// Colour of tick labels, notes and panel axes.
+const MUTED: RGBColor = RGBColor(100, 100, 100);
 /// Colour of the grid lines.
-const GRID: RGBColor = RGBColor(225, 225, 225);
+const GRID: RGBColor = RGBColor(226, 226, 226);
 /// Colour of scatter dots.
 const DOT: RGBColor = RGBColor(31, 119, 180);
 
@@ -60,6 +64,9 @@ const PALETTE: [RGBColor; 10] = [
     RGBColor(188, 189, 34),
     RGBColor(23, 190, 207),
 ];
+
+/// `((x_lo, x_hi), (y_lo, y_hi))`: the ranges of both axes.
+pub type XyRange = ((f64, f64), (f64, f64));
 
 /// Why a chart could not be drawn.
 #[derive(Debug, thiserror::Error)]
@@ -97,7 +104,7 @@ pub enum PlotError {
         /// Upper end.
         hi: f64,
     },
-    /// The embedded font could not be registered with the renderer.
+    /// The embedded font could not be loaded.
     #[error("the embedded plot font could not be loaded")]
     Font,
     /// The renderer failed.
@@ -114,7 +121,7 @@ pub struct Series {
     /// Name shown in the legend.
     pub name: String,
     /// `(x, y)` points, joined in the order given. A non-finite point
-    /// breaks the line there.
+    /// breaks the line there; an isolated finite point shows as a dot.
     pub points: Vec<(f64, f64)>,
 }
 
@@ -134,9 +141,9 @@ impl Series {
 pub struct LinePlot {
     /// Title above the chart; empty for none.
     pub title: String,
-    /// Label of the horizontal axis.
+    /// Label of the horizontal axis; empty for none.
     pub x_label: String,
-    /// Label of the vertical axis.
+    /// Label of the vertical axis; empty for none.
     pub y_label: String,
     /// The curves, drawn in order with colours from a 10-colour palette
     /// (dashed from the eleventh on).
@@ -185,7 +192,7 @@ impl LinePlot {
 
     /// The `(x, y)` ranges the chart will show: the given ones, or ranges
     /// derived from the finite points.
-    pub fn resolved_ranges(&self) -> Result<((f64, f64), (f64, f64)), PlotError> {
+    pub fn resolved_ranges(&self) -> Result<XyRange, PlotError> {
         if self.series.is_empty() {
             return Err(PlotError::NoSeries);
         }
@@ -227,68 +234,149 @@ impl LinePlot {
         if w < Self::MIN_SIZE.0 || h < Self::MIN_SIZE.1 {
             return Err(size_error(w.into(), h.into(), "smaller than 320x200"));
         }
-        let ((x0, x1), (y0, y1)) = self.resolved_ranges()?;
+        checked_size(w.into(), h.into())?;
+        let (xr, yr) = self.resolved_ranges()?;
+        let face = face()?;
+        render(w, h, |canvas| self.draw(canvas, face, xr, yr))
+    }
+
+    /// Lays out and draws the whole plot.
+    fn draw(
+        &self,
+        canvas: &mut Canvas<'_, '_>,
+        face: &FontRef<'static>,
+        (x0, x1): (f64, f64),
+        (y0, y1): (f64, f64),
+    ) -> Result<(), PlotError> {
+        const PAD: f64 = 16.0;
+        const TITLE: f32 = 22.0;
+        const DESC: f32 = 17.0;
+        const TICK: f32 = 15.0;
+        const LEGEND: f32 = 16.0;
+        const SAMPLE: f64 = 30.0;
+        const ROW: f64 = 26.0;
+        let (w, h) = (f64::from(self.width), f64::from(self.height));
+        let lh = |size: f32| line_height(face, size);
+
+        // Vertical layout.
+        let mut top = PAD;
+        if !self.title.is_empty() {
+            let title = ellipsize(face, &self.title, TITLE, w - 2.0 * PAD);
+            canvas.text(Label::new(title, w / 2.0, top, TITLE, INK).anchor(0.5, 0.0));
+            top += lh(TITLE) + 10.0;
+        }
+        top += lh(TICK) / 2.0; // room for the top tick label
+        let x_desc_h = if self.x_label.is_empty() {
+            0.0
+        } else {
+            lh(DESC) + 6.0
+        };
+        let bottom = h - PAD - x_desc_h - lh(TICK) - 10.0;
+        let y_ticks = nice_ticks(y0, y1, ((bottom - top) / 55.0) as usize);
+        let y_labels: Vec<String> = y_ticks
+            .0
+            .iter()
+            .map(|&v| format_tick(v, y_ticks.1))
+            .collect();
+
+        // Horizontal layout: y description, tick labels, chart, legend.
+        let widest_tick = y_labels
+            .iter()
+            .map(|s| text_width(face, s, TICK))
+            .fold(0.0, f64::max);
+        let y_desc_w = if self.y_label.is_empty() {
+            0.0
+        } else {
+            lh(DESC) + 10.0
+        };
+        let left = (PAD + y_desc_w + widest_tick + 10.0).round();
+        let names: Vec<f64> = self
+            .series
+            .iter()
+            .map(|s| text_width(face, &s.name, LEGEND))
+            .collect();
+        let widest_name = names.iter().copied().fold(0.0, f64::max);
+        let legend_w = (SAMPLE + 10.0 + widest_name + 2.0 * PAD).min(0.4 * w);
+        let right = (w - legend_w).round();
+        let (top, bottom) = (top.round(), bottom.round());
+        if right - left < 80.0 || bottom - top < 60.0 {
+            return Err(size_error(
+                self.width.into(),
+                self.height.into(),
+                "too small for the labels",
+            ));
+        }
+        let frame = Frame::new(left, right, top, bottom, (x0, x1), (y0, y1));
+        let x_ticks = nice_ticks(x0, x1, ((right - left) / 70.0) as usize);
+
+        // Grid, then data, then axes.
+        canvas.grid(&frame, &x_ticks.0, &y_ticks.0)?;
         let rect = Rect { x0, x1, y0, y1 };
-        render(w, h, |root| {
-            let body = if self.title.is_empty() {
-                root.clone()
-            } else {
-                root.titled(&self.title, (FONT, 24).into_font().color(&INK))
-                    .map_err(draw_error)?
-            };
-            let legend_w = legend_width(&body, &self.series, w)?;
-            let (chart_area, legend_area) = body.split_horizontally(w.saturating_sub(legend_w));
-
-            let mut chart = ChartBuilder::on(&chart_area)
-                .margin_top(8)
-                .margin_left(12)
-                .margin_right(16)
-                .margin_bottom(8)
-                .x_label_area_size(56)
-                .y_label_area_size(80)
-                .build_cartesian_2d(x0..x1, y0..y1)
-                .map_err(draw_error)?;
-            let x_fmt = |v: &f64| format_tick(*v, x1 - x0);
-            let y_fmt = |v: &f64| format_tick(*v, y1 - y0);
-            chart
-                .configure_mesh()
-                .x_desc(self.x_label.as_str())
-                .y_desc(self.y_label.as_str())
-                .axis_desc_style((FONT, 18).into_font().color(&INK))
-                .label_style((FONT, 16).into_font().color(&INK))
-                .x_label_formatter(&x_fmt)
-                .y_label_formatter(&y_fmt)
-                .x_labels(11)
-                .y_labels(9)
-                .bold_line_style(GRID.stroke_width(1))
-                .light_line_style(TRANSPARENT)
-                .axis_style(INK.stroke_width(1))
-                .draw()
-                .map_err(draw_error)?;
-
-            for (i, series) in self.series.iter().enumerate() {
-                let style = series_style(i);
-                let (lines, dots) = clip_polylines(&series.points, &rect);
-                for line in lines {
-                    if i < PALETTE.len() {
-                        chart
-                            .draw_series(LineSeries::new(line, style))
-                            .map_err(draw_error)?;
-                    } else {
-                        chart
-                            .draw_series(DashedLineSeries::new(line, 10, 6, style))
-                            .map_err(draw_error)?;
-                    }
-                }
-                chart
-                    .draw_series(dots.into_iter().map(|p| Circle::new(p, 3, style.filled())))
-                    .map_err(draw_error)?;
+        for (i, series) in self.series.iter().enumerate() {
+            let colour = PALETTE[i % PALETTE.len()];
+            let dashed = i >= PALETTE.len();
+            let (lines, dots) = clip_polylines(&series.points, &rect);
+            for line in lines {
+                let px: Vec<(f64, f64)> = line.iter().map(|&p| frame.map(p)).collect();
+                canvas.polyline(&px, colour, 2.0, dashed)?;
             }
+            for p in dots {
+                canvas.dot(frame.map(p), 2.5, colour, 1.0)?;
+            }
+        }
+        canvas.vline(left - 1.0, top, bottom + 1.0, INK)?;
+        canvas.hline(left - 1.0, right, bottom, INK)?;
 
-            let (_, plot_y) = chart.plotting_area().get_pixel_range();
-            let top = plot_y.start - legend_area.get_base_pixel().1;
-            draw_legend(&legend_area, &self.series, top)
-        })
+        // Ticks and their labels.
+        for (&v, label) in y_ticks.0.iter().zip(&y_labels) {
+            let y = frame.py(v);
+            canvas.hline(left - 6.0, left - 1.0, y, INK)?;
+            canvas.text(Label::new(label, left - 9.0, y + 0.5, TICK, INK).anchor(1.0, 0.5));
+        }
+        for &v in &x_ticks.0 {
+            let x = frame.px(v);
+            canvas.vline(x, bottom, bottom + 5.0, INK)?;
+            let label = format_tick(v, x_ticks.1);
+            canvas.text(Label::new(label, x + 0.5, bottom + 8.0, TICK, INK).anchor(0.5, 0.0));
+        }
+        if !self.x_label.is_empty() {
+            let y = bottom + 8.0 + lh(TICK) + 6.0;
+            let text = ellipsize(face, &self.x_label, DESC, right - left);
+            let label = Label::new(text, (left + right) / 2.0, y, DESC, INK);
+            canvas.text(label.anchor(0.5, 0.0));
+        }
+        if !self.y_label.is_empty() {
+            let x = PAD + lh(DESC) / 2.0;
+            let text = ellipsize(face, &self.y_label, DESC, bottom - top);
+            let label = Label::new(text, x, (top + bottom) / 2.0, DESC, INK);
+            canvas.text(label.vertical());
+        }
+
+        // Legend, top-aligned with the chart; "+N more" when it overflows.
+        let lx = right + PAD;
+        let text_room = w - lx - SAMPLE - 10.0 - PAD / 2.0;
+        let fits = (((bottom - top) / ROW) as usize).max(1);
+        let shown = if self.series.len() > fits {
+            fits - 1
+        } else {
+            self.series.len()
+        };
+        let mut y = top + ROW / 2.0;
+        for (i, series) in self.series.iter().enumerate().take(shown) {
+            let colour = PALETTE[i % PALETTE.len()];
+            let sample = [(lx, y), (lx + SAMPLE, y)];
+            canvas.polyline(&sample, colour, 3.0, i >= PALETTE.len())?;
+            let name = ellipsize(face, &series.name, LEGEND, text_room);
+            let label = Label::new(name, lx + SAMPLE + 10.0, y, LEGEND, INK);
+            canvas.text(label.anchor(0.0, 0.5));
+            y += ROW;
+        }
+        if shown < self.series.len() {
+            let more = format!("+{} more", self.series.len() - shown);
+            let label = Label::new(more, lx + SAMPLE + 10.0, y, LEGEND, MUTED);
+            canvas.text(label.anchor(0.0, 0.5));
+        }
+        Ok(())
     }
 }
 
@@ -316,8 +404,8 @@ impl Panel {
 ///
 /// The image is `min(columns, panels) * panel_size` wide and
 /// `rows * panel_size` high, plus [`ScatterGrid::TITLE_BAND`] pixels when
-/// `title` is not empty. Dots are small and translucent, so thousands of
-/// points read as a density.
+/// `title` is not empty. Each panel's plotting area is square, and dots are
+/// small and translucent, so thousands of points read as a density.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ScatterGrid {
     /// Title over the whole grid; empty for none.
@@ -331,16 +419,18 @@ pub struct ScatterGrid {
     pub panel_size: u32,
     /// `((x_lo, x_hi), (y_lo, y_hi))` shared by all panels; `None` for a
     /// robust automatic range (see [`ScatterGrid::resolved_range`]).
-    pub shared_range: Option<((f64, f64), (f64, f64))>,
+    pub shared_range: Option<XyRange>,
 }
 
 impl ScatterGrid {
     /// Default side of a panel in pixels.
     pub const DEFAULT_PANEL_SIZE: u32 = 360;
+    /// Side of the panel of [`ScatterGrid::single`] in pixels.
+    pub const SINGLE_PANEL_SIZE: u32 = 600;
     /// Smallest side of a panel in pixels.
     pub const MIN_PANEL_SIZE: u32 = 160;
     /// Height of the band holding the grid's title, in pixels.
-    pub const TITLE_BAND: u32 = 44;
+    pub const TITLE_BAND: u32 = 48;
 
     /// A grid of `panels` with `columns` per row, default panel size,
     /// automatic range and no overall title.
@@ -354,10 +444,11 @@ impl ScatterGrid {
         }
     }
 
-    /// A single scatter plot: a one-panel grid of side 600 px.
+    /// A single scatter plot: a one-panel grid of side
+    /// [`ScatterGrid::SINGLE_PANEL_SIZE`].
     pub fn single(panel: Panel) -> Self {
         Self {
-            panel_size: 600,
+            panel_size: Self::SINGLE_PANEL_SIZE,
             ..Self::new(vec![panel], 1)
         }
     }
@@ -380,10 +471,10 @@ impl ScatterGrid {
 
     /// The range every panel shows: `shared_range` if given, otherwise the
     /// 0.5 %–99.5 % quantiles of all finite coordinates of all panels,
-    /// padded by 10 % on each side and widened to a square (panels are
-    /// square, so shapes are not distorted). Outliers therefore do not
-    /// squash the plot; they are counted in a corner note instead.
-    pub fn resolved_range(&self) -> Result<((f64, f64), (f64, f64)), PlotError> {
+    /// padded by 10 % on each side and widened to a square (the plotting
+    /// areas are square, so shapes are not distorted). Outliers therefore
+    /// do not squash the plot; they are counted in a corner note instead.
+    pub fn resolved_range(&self) -> Result<XyRange, PlotError> {
         if self.panels.is_empty() {
             return Err(PlotError::NoPanels);
         }
@@ -420,28 +511,23 @@ impl ScatterGrid {
     /// Renders the grid and returns the PNG file's bytes.
     pub fn render_png(&self) -> Result<Vec<u8>, PlotError> {
         let (w, h) = self.dimensions()?;
-        let ((x0, x1), (y0, y1)) = self.resolved_range()?;
-        let (cols, rows) = self.layout()?;
-        render(w, h, |root| {
-            let grid = if self.title.is_empty() {
-                root.clone()
-            } else {
-                let (band, grid) = root.split_vertically(Self::TITLE_BAND);
-                let style = (FONT, 24)
-                    .into_font()
-                    .color(&INK)
-                    .pos(Pos::new(HPos::Center, VPos::Center));
-                band.draw(&Text::new(
-                    self.title.as_str(),
-                    (w as i32 / 2, Self::TITLE_BAND as i32 / 2),
-                    style,
-                ))
-                .map_err(draw_error)?;
-                grid
-            };
-            let cells = grid.split_evenly((rows, cols));
-            for (panel, cell) in self.panels.iter().zip(cells.iter()) {
-                draw_panel(cell, panel, (x0, x1), (y0, y1), self.panel_size)?;
+        let (xr, yr) = self.resolved_range()?;
+        let (cols, _) = self.layout()?;
+        let face = face()?;
+        render(w, h, |canvas| {
+            let mut top = 0.0;
+            if !self.title.is_empty() {
+                let band = f64::from(Self::TITLE_BAND);
+                let title = ellipsize(face, &self.title, 22.0, f64::from(w) - 32.0);
+                let label = Label::new(title, f64::from(w) / 2.0, band / 2.0, 22.0, INK);
+                canvas.text(label.anchor(0.5, 0.5));
+                top = band;
+            }
+            let ps = f64::from(self.panel_size);
+            for (i, panel) in self.panels.iter().enumerate() {
+                let (row, col) = (i / cols, i % cols);
+                let origin = (col as f64 * ps, top + row as f64 * ps);
+                draw_panel(canvas, face, panel, origin, ps, xr, yr)?;
             }
             Ok(())
         })
@@ -460,85 +546,90 @@ impl ScatterGrid {
     }
 }
 
-/// The drawing area every chart is drawn on.
-type Area<'a> = DrawingArea<BitMapBackend<'a, RGBPixel>, Shift>;
-
-/// Registers the embedded font with plotters, once per process.
-fn ensure_font() -> Result<(), PlotError> {
-    static REGISTERED: OnceLock<bool> = OnceLock::new();
-    let ok = *REGISTERED.get_or_init(|| register_font(FONT, FontStyle::Normal, FONT_BYTES).is_ok());
-    if ok { Ok(()) } else { Err(PlotError::Font) }
-}
-
-/// Renders `draw` onto a white `w`×`h` RGB buffer and encodes it as PNG.
-fn render(
-    w: u32,
-    h: u32,
-    draw: impl FnOnce(&Area<'_>) -> Result<(), PlotError>,
-) -> Result<Vec<u8>, PlotError> {
-    checked_size(w.into(), h.into())?;
-    ensure_font()?;
-    // `checked_size` bounds w * h * 3 well below usize::MAX.
-    let mut buf = vec![255u8; w as usize * h as usize * 3];
-    {
-        let backend = BitMapBackend::<RGBPixel>::with_buffer_and_format(&mut buf, (w, h))
-            .map_err(|e| PlotError::Draw(e.to_string()))?;
-        let root = backend.into_drawing_area();
-        root.fill(&WHITE).map_err(draw_error)?;
-        draw(&root)?;
-        root.present().map_err(draw_error)?;
-    }
-    let mut png = Vec::new();
-    PngEncoder::new(&mut png).write_image(&buf, w, h, image::ExtendedColorType::Rgb8)?;
-    Ok(png)
-}
-
-/// Draws one scatter panel into `cell`.
+/// Draws one scatter panel in the `side`-pixel square at `origin`.
 fn draw_panel(
-    cell: &Area<'_>,
+    canvas: &mut Canvas<'_, '_>,
+    face: &FontRef<'static>,
     panel: &Panel,
+    (ox, oy): (f64, f64),
+    side: f64,
     (x0, x1): (f64, f64),
     (y0, y1): (f64, f64),
-    panel_size: u32,
 ) -> Result<(), PlotError> {
-    let mut chart = ChartBuilder::on(cell)
-        .caption(panel.title.as_str(), (FONT, 18).into_font().color(&INK))
-        .margin(10)
-        .margin_right(16)
-        .x_label_area_size(26)
-        .y_label_area_size(46)
-        .build_cartesian_2d(x0..x1, y0..y1)
-        .map_err(draw_error)?;
-    let x_fmt = |v: &f64| format_tick(*v, x1 - x0);
-    let y_fmt = |v: &f64| format_tick(*v, y1 - y0);
-    chart
-        .configure_mesh()
-        .label_style((FONT, 14).into_font().color(&MUTED))
-        .x_label_formatter(&x_fmt)
-        .y_label_formatter(&y_fmt)
-        .x_labels(5)
-        .y_labels(5)
-        .bold_line_style(GRID.stroke_width(1))
-        .light_line_style(TRANSPARENT)
-        .axis_style(MUTED.stroke_width(1))
-        .draw()
-        .map_err(draw_error)?;
+    const TITLE: f32 = 17.0;
+    const TICK: f32 = 14.0;
+    const NOTE: f32 = 14.0;
+    let lh = |size: f32| line_height(face, size);
+    let top = oy + 10.0 + lh(TITLE) + 8.0;
+    let bottom = oy + side - 10.0 - lh(TICK) - 8.0;
+    let n_ticks = ((side - 80.0) / 45.0) as usize;
+    let x_ticks = nice_ticks(x0, x1, n_ticks);
+    let y_ticks = nice_ticks(y0, y1, n_ticks);
+    let y_labels: Vec<String> = y_ticks
+        .0
+        .iter()
+        .map(|&v| format_tick(v, y_ticks.1))
+        .collect();
+    let widest_tick = y_labels
+        .iter()
+        .map(|s| text_width(face, s, TICK))
+        .fold(0.0, f64::max);
+    let left = ox + 10.0 + widest_tick + 9.0;
+    let right = ox + side - 14.0;
+    // A square plotting area, centred in the room left by the labels.
+    let plot = (right - left).min(bottom - top).max(10.0).round();
+    let left = (left + ((right - left) - plot) / 2.0).round();
+    let top = top.round();
+    let (right, bottom) = (left + plot, top + plot);
+    let frame = Frame::new(left, right, top, bottom, (x0, x1), (y0, y1));
+
+    canvas.text(
+        Label::new(
+            ellipsize(face, &panel.title, TITLE, side - 16.0),
+            (left + right) / 2.0,
+            oy + 10.0,
+            TITLE,
+            INK,
+        )
+        .anchor(0.5, 0.0),
+    );
+    canvas.grid(&frame, &x_ticks.0, &y_ticks.0)?;
 
     let inside = |p: &&[f64; 2]| p[0] >= x0 && p[0] <= x1 && p[1] >= y0 && p[1] <= y1;
     let shown: Vec<(f64, f64)> = panel
         .points
         .iter()
         .filter(inside)
-        .map(|p| (p[0], p[1]))
+        .map(|p| frame.map((p[0], p[1])))
         .collect();
-    // Translucent enough that 5000 points show their density, opaque enough
-    // that 50 remain visible.
-    let alpha = (12.0 / (shown.len().max(1) as f64).sqrt()).clamp(0.18, 0.85);
-    let radius = if panel_size >= 300 { 2 } else { 1 };
-    let style = DOT.mix(alpha).filled();
-    chart
-        .draw_series(shown.iter().map(|&p| Circle::new(p, radius, style)))
-        .map_err(draw_error)?;
+    // Dots grow with the panel and for sparse data; their opacity falls
+    // with the ink they would lay down, so that 5000 points show a density
+    // and 50 stand out.
+    let n = shown.len().max(1) as f64;
+    let radius = match side {
+        s if s < 300.0 => 1.25,
+        s if s < 500.0 => 1.75,
+        _ => 2.25,
+    } + if n < 300.0 { 0.75 } else { 0.0 };
+    let ink = n * std::f64::consts::PI * radius * radius;
+    let alpha = (0.08 * plot * plot / ink).clamp(0.12, 0.85);
+    for &p in &shown {
+        canvas.dot(p, radius, DOT, alpha)?;
+    }
+
+    canvas.vline(left - 1.0, top, bottom + 1.0, MUTED)?;
+    canvas.hline(left - 1.0, right, bottom, MUTED)?;
+    for (&v, label) in y_ticks.0.iter().zip(&y_labels) {
+        let y = frame.py(v);
+        canvas.hline(left - 5.0, left - 1.0, y, MUTED)?;
+        canvas.text(Label::new(label, left - 8.0, y + 0.5, TICK, MUTED).anchor(1.0, 0.5));
+    }
+    for &v in &x_ticks.0 {
+        let x = frame.px(v);
+        canvas.vline(x, bottom, bottom + 4.0, MUTED)?;
+        let label = format_tick(v, x_ticks.1);
+        canvas.text(Label::new(label, x + 0.5, bottom + 7.0, TICK, MUTED).anchor(0.5, 0.0));
+    }
 
     let hidden = panel.points.len() - shown.len();
     let note = match (hidden, panel.points.len()) {
@@ -547,94 +638,437 @@ fn draw_panel(
         (n, total) => Some(format!("{n} of {total} not shown")),
     };
     if let Some(note) = note {
-        let area = chart.plotting_area().strip_coord_spec();
-        let (pw, ph) = area.dim_in_pixel();
-        let style = (FONT, 14)
-            .into_font()
-            .color(&MUTED)
-            .pos(Pos::new(HPos::Right, VPos::Bottom));
-        area.draw(&Text::new(note, (pw as i32 - 6, ph as i32 - 6), style))
-            .map_err(draw_error)?;
+        let label = Label::new(note, right - 6.0, bottom - 6.0, NOTE, MUTED);
+        canvas.text(label.anchor(1.0, 1.0));
     }
     Ok(())
 }
 
-/// Geometry of the legend.
-const LEGEND_FONT: u32 = 16;
-/// Length of the line sample before each legend entry.
-const LEGEND_SAMPLE: i32 = 30;
-/// Vertical distance between legend entries.
-const LEGEND_ROW: i32 = 26;
-
-/// Width of the legend column: the widest name plus the line sample,
-/// at most 40 % of the image.
-fn legend_width(area: &Area<'_>, series: &[Series], image_w: u32) -> Result<u32, PlotError> {
-    let font = (FONT, LEGEND_FONT).into_font().color(&INK);
-    let mut widest = 0;
-    for s in series {
-        let (tw, _) = area
-            .estimate_text_size(&s.name, &font)
-            .map_err(draw_error)?;
-        widest = widest.max(tw);
-    }
-    let want = widest + LEGEND_SAMPLE as u32 + 40;
-    Ok(want.min(image_w * 2 / 5))
+/// Maps data coordinates to image coordinates (pixels, continuous) for a
+/// plotting area whose pixel columns are `left..right` and rows
+/// `top..bottom`.
+#[derive(Debug, Clone, Copy)]
+struct Frame {
+    left: f64,
+    right: f64,
+    top: f64,
+    bottom: f64,
+    x: (f64, f64),
+    y: (f64, f64),
 }
 
-/// Draws the legend entries into `area`, starting `top` pixels down; rows
-/// that do not fit are summarised as "+N more".
-fn draw_legend(area: &Area<'_>, series: &[Series], top: i32) -> Result<(), PlotError> {
-    let (_, h) = area.dim_in_pixel();
-    let text = (FONT, LEGEND_FONT)
-        .into_font()
-        .color(&INK)
-        .pos(Pos::new(HPos::Left, VPos::Center));
-    let fits = ((h as i32 - top - LEGEND_ROW) / LEGEND_ROW).max(1) as usize;
-    let shown = if series.len() > fits {
-        fits - 1
-    } else {
-        series.len()
-    };
-    let mut y = top + LEGEND_ROW / 2;
-    for (i, s) in series.iter().enumerate().take(shown) {
-        let style = series_style(i);
-        let sample = [(4, y), (4 + LEGEND_SAMPLE, y)];
-        if i < PALETTE.len() {
-            area.draw(&PathElement::new(sample, style.stroke_width(3)))
-                .map_err(draw_error)?;
-        } else {
-            for k in 0..3 {
-                let x = 4 + k * 12;
-                area.draw(&PathElement::new(
-                    [(x, y), (x + 7, y)],
-                    style.stroke_width(3),
-                ))
-                .map_err(draw_error)?;
+impl Frame {
+    fn new(left: f64, right: f64, top: f64, bottom: f64, x: (f64, f64), y: (f64, f64)) -> Self {
+        Self {
+            left,
+            right,
+            top,
+            bottom,
+            x,
+            y,
+        }
+    }
+
+    /// Horizontal image coordinate of `x`: the range's ends fall on the
+    /// centres of the first and last pixel columns.
+    fn px(&self, x: f64) -> f64 {
+        let t = (x - self.x.0) / (self.x.1 - self.x.0);
+        self.left + 0.5 + t * (self.right - self.left - 1.0)
+    }
+
+    /// Vertical image coordinate of `y`, upwards.
+    fn py(&self, y: f64) -> f64 {
+        let t = (y - self.y.0) / (self.y.1 - self.y.0);
+        self.bottom - 0.5 - t * (self.bottom - self.top - 1.0)
+    }
+
+    fn map(&self, (x, y): (f64, f64)) -> (f64, f64) {
+        (self.px(x), self.py(y))
+    }
+}
+
+/// A piece of text to rasterise over the finished geometry.
+#[derive(Debug, Clone)]
+struct Label {
+    text: String,
+    /// Anchor point in image pixels.
+    x: f64,
+    y: f64,
+    /// Font size in pixels (ascender to descender).
+    size: f32,
+    colour: RGBColor,
+    /// Which point of the text's box sits on the anchor: 0 = left/top,
+    /// 0.5 = centre, 1 = right/bottom.
+    align: (f64, f64),
+    /// Rotated to read upwards, centred on the anchor.
+    vertical: bool,
+}
+
+impl Label {
+    fn new(text: impl Into<String>, x: f64, y: f64, size: f32, colour: RGBColor) -> Self {
+        Self {
+            text: text.into(),
+            x,
+            y,
+            size,
+            colour,
+            align: (0.0, 0.0),
+            vertical: false,
+        }
+    }
+
+    fn anchor(self, h: f64, v: f64) -> Self {
+        Self {
+            align: (h, v),
+            ..self
+        }
+    }
+
+    fn vertical(self) -> Self {
+        Self {
+            vertical: true,
+            ..self
+        }
+    }
+}
+
+/// Where the geometry is drawn (at `scale` times the image resolution,
+/// through plotters) and where text is collected for afterwards. All
+/// coordinates taken are image pixels.
+struct Canvas<'a, 'b> {
+    area: &'b DrawingArea<BitMapBackend<'a, RGBPixel>, Shift>,
+    scale: f64,
+    labels: Vec<Label>,
+}
+
+impl Canvas<'_, '_> {
+    /// Fills the image pixels `x0..x1` × `y0..y1` (rounded to whole pixels,
+    /// so thin lines stay crisp after downsampling).
+    fn fill(&self, x0: f64, x1: f64, y0: f64, y1: f64, colour: RGBColor) -> Result<(), PlotError> {
+        let s = self.scale;
+        let (x0, x1) = ((x0.round() * s) as i32, (x1.round() * s) as i32);
+        let (y0, y1) = ((y0.round() * s) as i32, (y1.round() * s) as i32);
+        if x1 <= x0 || y1 <= y0 {
+            return Ok(());
+        }
+        // The bitmap backend fills filled rectangles half-open.
+        let rect = Rectangle::new([(x0, y0), (x1, y1)], colour.filled());
+        self.area.draw(&rect).map_err(draw_error)
+    }
+
+    /// A one-pixel vertical line through the pixel column containing `x`.
+    fn vline(&self, x: f64, y0: f64, y1: f64, colour: RGBColor) -> Result<(), PlotError> {
+        let x = x.floor();
+        self.fill(x, x + 1.0, y0, y1, colour)
+    }
+
+    /// A one-pixel horizontal line through the pixel row containing `y`.
+    fn hline(&self, x0: f64, x1: f64, y: f64, colour: RGBColor) -> Result<(), PlotError> {
+        let y = y.floor();
+        self.fill(x0, x1, y, y + 1.0, colour)
+    }
+
+    /// Grid lines at the ticks, except where they would double the axes
+    /// (the left and bottom edges).
+    fn grid(&self, frame: &Frame, x_ticks: &[f64], y_ticks: &[f64]) -> Result<(), PlotError> {
+        for &v in x_ticks {
+            let x = frame.px(v);
+            if x.floor() > frame.left {
+                self.vline(x, frame.top, frame.bottom, GRID)?;
             }
         }
-        area.draw(&Text::new(
-            s.name.as_str(),
-            (LEGEND_SAMPLE + 12, y),
-            text.clone(),
-        ))
-        .map_err(draw_error)?;
-        y += LEGEND_ROW;
+        for &v in y_ticks {
+            let y = frame.py(v);
+            if y.floor() < frame.bottom - 1.0 {
+                self.hline(frame.left, frame.right, y, GRID)?;
+            }
+        }
+        Ok(())
     }
-    if shown < series.len() {
-        let more = format!("+{} more", series.len() - shown);
-        area.draw(&Text::new(
-            more,
-            (LEGEND_SAMPLE + 12, y),
-            text.color(&MUTED),
-        ))
-        .map_err(draw_error)?;
+
+    /// A line `width` pixels wide through `points`, solid or dashed.
+    fn polyline(
+        &self,
+        points: &[(f64, f64)],
+        colour: RGBColor,
+        width: f64,
+        dashed: bool,
+    ) -> Result<(), PlotError> {
+        let style = colour.stroke_width((width * self.scale).round().max(1.0) as u32);
+        let pieces = if dashed {
+            dashes(points, 9.0, 5.0)
+        } else {
+            vec![points.to_vec()]
+        };
+        for piece in pieces {
+            let px: Vec<(i32, i32)> = piece.iter().map(|&p| self.to_backend(p)).collect();
+            if px.len() >= 2 {
+                self.area
+                    .draw(&PathElement::new(px, style))
+                    .map_err(draw_error)?;
+            }
+        }
+        Ok(())
     }
-    Ok(())
+
+    /// A filled disc of `radius` pixels, `alpha` opaque.
+    fn dot(
+        &self,
+        centre: (f64, f64),
+        radius: f64,
+        colour: RGBColor,
+        alpha: f64,
+    ) -> Result<(), PlotError> {
+        let r = (radius * self.scale).round().max(1.0) as i32;
+        let circle = Circle::new(self.to_backend(centre), r, colour.mix(alpha).filled());
+        self.area.draw(&circle).map_err(draw_error)
+    }
+
+    /// Queues `label` for rasterising over the geometry.
+    fn text(&mut self, label: Label) {
+        self.labels.push(label);
+    }
+
+    fn to_backend(&self, (x, y): (f64, f64)) -> (i32, i32) {
+        // Finite by construction (clipped or range-checked), and the casts
+        // saturate anyway.
+        (
+            (x * self.scale).floor() as i32,
+            (y * self.scale).floor() as i32,
+        )
+    }
 }
 
-/// Line style of series `i`.
-fn series_style(i: usize) -> ShapeStyle {
-    PALETTE[i % PALETTE.len()].stroke_width(2)
+/// Splits a polyline into dashes `on` pixels long with `off`-pixel gaps.
+fn dashes(points: &[(f64, f64)], on: f64, off: f64) -> Vec<Vec<(f64, f64)>> {
+    let mut out = Vec::new();
+    let mut current = Vec::new();
+    let mut drawing = true;
+    let mut left = on;
+    for pair in points.windows(2) {
+        let (a, b) = (pair[0], pair[1]);
+        let len = (b.0 - a.0).hypot(b.1 - a.1);
+        let mut at = 0.0;
+        if drawing && current.is_empty() {
+            current.push(a);
+        }
+        while len - at > left {
+            at += left;
+            let t = at / len;
+            let p = (a.0 + t * (b.0 - a.0), a.1 + t * (b.1 - a.1));
+            if drawing {
+                current.push(p);
+                out.push(std::mem::take(&mut current));
+                left = off;
+            } else {
+                current.push(p);
+                left = on;
+            }
+            drawing = !drawing;
+        }
+        left -= len - at;
+        if drawing {
+            current.push(b);
+        }
+    }
+    if current.len() >= 2 {
+        out.push(current);
+    }
+    out
+}
+
+/// The embedded font, parsed once; also registered with plotters as
+/// "sans-serif" so that any text plotters draws uses it too.
+fn face() -> Result<&'static FontRef<'static>, PlotError> {
+    static FACE: OnceLock<Option<FontRef<'static>>> = OnceLock::new();
+    FACE.get_or_init(|| {
+        let face = FontRef::try_from_slice(FONT_BYTES).ok()?;
+        register_font("sans-serif", FontStyle::Normal, FONT_BYTES).ok()?;
+        Some(face)
+    })
+    .as_ref()
+    .ok_or(PlotError::Font)
+}
+
+/// Height of a line of text in pixels.
+fn line_height(face: &FontRef<'static>, size: f32) -> f64 {
+    let f = face.as_scaled(PxScale::from(size));
+    f64::from(f.ascent() - f.descent())
+}
+
+/// Glyphs of `text` with their pen positions, and the advance width.
+fn shape(face: &FontRef<'static>, text: &str, size: f32) -> (Vec<(ab_glyph::GlyphId, f32)>, f32) {
+    let f = face.as_scaled(PxScale::from(size));
+    let mut pen = 0.0f32;
+    let mut prev = None;
+    let mut glyphs = Vec::with_capacity(text.len());
+    for c in text.chars().filter(|c| !c.is_control()) {
+        let id = f.glyph_id(c);
+        if let Some(p) = prev {
+            pen += f.kern(p, id);
+        }
+        glyphs.push((id, pen));
+        pen += f.h_advance(id);
+        prev = Some(id);
+    }
+    (glyphs, pen)
+}
+
+/// Advance width of `text` in pixels.
+fn text_width(face: &FontRef<'static>, text: &str, size: f32) -> f64 {
+    f64::from(shape(face, text, size).1)
+}
+
+/// `text`, shortened with an ellipsis to fit `room` pixels.
+fn ellipsize(face: &FontRef<'static>, text: &str, size: f32, room: f64) -> String {
+    if text_width(face, text, size) <= room {
+        return text.to_string();
+    }
+    let chars: Vec<char> = text.chars().collect();
+    let cut = |n: usize| -> String {
+        let kept: String = chars[..n].iter().collect();
+        format!("{}\u{2026}", kept.trim_end())
+    };
+    // Width grows with the number of characters kept: bisect for the most
+    // that fit (`lo` fits or is 0, `hi` does not fit).
+    let (mut lo, mut hi) = (0, chars.len());
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        if text_width(face, &cut(mid), size) <= room {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    cut(lo)
+}
+
+/// Rasterises `label` onto the RGB image `buf` of width `w`, blending by
+/// glyph coverage.
+fn draw_label(buf: &mut [u8], w: usize, h: usize, face: &FontRef<'static>, label: &Label) {
+    let f = face.as_scaled(PxScale::from(label.size));
+    let (glyphs, advance) = shape(face, &label.text, label.size);
+    let (ascent, descent) = (f.ascent(), f.descent());
+    // Coverage of the text's box, with a pixel of slack around it.
+    let bw = advance.ceil() as usize + 4;
+    let bh = (ascent - descent).ceil() as usize + 4;
+    let mut cov = vec![0f32; bw * bh];
+    for (id, pen) in glyphs {
+        let glyph = id.with_scale_and_position(label.size, point(2.0 + pen, 2.0 + ascent));
+        if let Some(outline) = f.outline_glyph(glyph) {
+            let b = outline.px_bounds();
+            outline.draw(|gx, gy, c| {
+                let x = b.min.x as i64 + i64::from(gx);
+                let y = b.min.y as i64 + i64::from(gy);
+                if (0..bw as i64).contains(&x) && (0..bh as i64).contains(&y) {
+                    let k = y as usize * bw + x as usize;
+                    cov[k] = (cov[k] + c).min(1.0);
+                }
+            });
+        }
+    }
+    // Where the box's top-left pixel lands.
+    let (text_w, text_h) = (f64::from(advance), f64::from(ascent - descent));
+    let (ox, oy) = if label.vertical {
+        (
+            (label.x - text_h / 2.0).round() as i64 - 2,
+            (label.y + text_w / 2.0).round() as i64 + 2,
+        )
+    } else {
+        (
+            (label.x - label.align.0 * text_w).round() as i64 - 2,
+            (label.y - label.align.1 * text_h).round() as i64 - 2,
+        )
+    };
+    let RGBColor(r, g, b) = label.colour;
+    for by in 0..bh {
+        for bx in 0..bw {
+            let a = cov[by * bw + bx];
+            if a <= 0.0 {
+                continue;
+            }
+            // Upright, or turned a quarter anticlockwise to read upwards.
+            let (x, y) = if label.vertical {
+                (ox + by as i64, oy - bx as i64)
+            } else {
+                (ox + bx as i64, oy + by as i64)
+            };
+            if !(0..w as i64).contains(&x) || !(0..h as i64).contains(&y) {
+                continue;
+            }
+            let k = (y as usize * w + x as usize) * 3;
+            for (c, fg) in buf[k..k + 3].iter_mut().zip([r, g, b]) {
+                *c = (f32::from(*c) * (1.0 - a) + f32::from(fg) * a).round() as u8;
+            }
+        }
+    }
+}
+
+/// Draws with `draw` onto a white `w`×`h` image and encodes it as PNG:
+/// geometry supersampled where affordable, then text on top.
+fn render(
+    w: u32,
+    h: u32,
+    draw: impl FnOnce(&mut Canvas<'_, '_>) -> Result<(), PlotError>,
+) -> Result<Vec<u8>, PlotError> {
+    checked_size(w.into(), h.into())?;
+    let face = face()?;
+    let s: u32 = if u64::from(w) * u64::from(h) <= SUPERSAMPLE_MAX_PIXELS {
+        2
+    } else {
+        1
+    };
+    let (sw, sh) = (w * s, h * s);
+    // `checked_size` bounds these products far below usize::MAX.
+    let mut big = vec![255u8; sw as usize * sh as usize * 3];
+    let labels = {
+        let backend = BitMapBackend::<RGBPixel>::with_buffer_and_format(&mut big, (sw, sh))
+            .map_err(draw_error)?;
+        let area = backend.into_drawing_area();
+        let mut canvas = Canvas {
+            area: &area,
+            scale: f64::from(s),
+            labels: Vec::new(),
+        };
+        draw(&mut canvas)?;
+        let labels = canvas.labels;
+        area.present().map_err(draw_error)?;
+        labels
+    };
+    let (w, h, s) = (w as usize, h as usize, s as usize);
+    let mut buf = if s == 1 {
+        big
+    } else {
+        let mut small = vec![0u8; w * h * 3];
+        let sw = w * s;
+        let norm = (s * s) as u32;
+        for y in 0..h {
+            for x in 0..w {
+                for c in 0..3 {
+                    let mut sum = 0u32;
+                    for dy in 0..s {
+                        let row = (y * s + dy) * sw;
+                        for dx in 0..s {
+                            sum += u32::from(big[(row + x * s + dx) * 3 + c]);
+                        }
+                    }
+                    small[(y * w + x) * 3 + c] = ((sum + norm / 2) / norm) as u8;
+                }
+            }
+        }
+        small
+    };
+    for label in &labels {
+        draw_label(&mut buf, w, h, face, label);
+    }
+    let mut png = Vec::new();
+    PngEncoder::new(&mut png).write_image(
+        &buf,
+        w as u32,
+        h as u32,
+        image::ExtendedColorType::Rgb8,
+    )?;
+    Ok(png)
 }
 
 /// An axis-aligned clipping rectangle in data coordinates.
@@ -680,24 +1114,29 @@ fn clip_segment(a: (f64, f64), b: (f64, f64), r: &Rect) -> Option<((f64, f64), (
     Some((at(t0), at(t1)))
 }
 
+/// Polylines (in data coordinates) and isolated points.
+type Clipped = (Vec<Vec<(f64, f64)>>, Vec<(f64, f64)>);
+
 /// Splits `points` into polylines inside `r`: breaks at non-finite points,
-/// clips segments at the rectangle's edges. Also returns the finite
-/// points inside `r` that have no finite neighbour, which a line cannot
-/// show and are drawn as dots instead.
-#[allow(clippy::type_complexity)]
-fn clip_polylines(points: &[(f64, f64)], r: &Rect) -> (Vec<Vec<(f64, f64)>>, Vec<(f64, f64)>) {
+/// clips segments at the rectangle's edges. Also returns the finite points
+/// inside `r` with no finite neighbour, which a line cannot show and are
+/// drawn as dots instead.
+fn clip_polylines(points: &[(f64, f64)], r: &Rect) -> Clipped {
     let finite = |p: &(f64, f64)| p.0.is_finite() && p.1.is_finite();
     let inside = |p: &(f64, f64)| p.0 >= r.x0 && p.0 <= r.x1 && p.1 >= r.y0 && p.1 <= r.y1;
     let mut lines = Vec::new();
     let mut dots = Vec::new();
     let mut current: Vec<(f64, f64)> = Vec::new();
+    let mut flush = |current: &mut Vec<(f64, f64)>| {
+        if current.len() >= 2 {
+            lines.push(std::mem::take(current));
+        }
+        current.clear();
+    };
     let mut prev: Option<(f64, f64)> = None;
     for (i, p) in points.iter().enumerate() {
         if !finite(p) {
-            if current.len() >= 2 {
-                lines.push(std::mem::take(&mut current));
-            }
-            current.clear();
+            flush(&mut current);
             prev = None;
             continue;
         }
@@ -709,27 +1148,17 @@ fn clip_polylines(points: &[(f64, f64)], r: &Rect) -> (Vec<Vec<(f64, f64)>>, Vec
             match clip_segment(q, *p, r) {
                 Some((s, e)) => {
                     if current.last() != Some(&s) {
-                        if current.len() >= 2 {
-                            lines.push(std::mem::take(&mut current));
-                        }
-                        current.clear();
+                        flush(&mut current);
                         current.push(s);
                     }
                     current.push(e);
                 }
-                None => {
-                    if current.len() >= 2 {
-                        lines.push(std::mem::take(&mut current));
-                    }
-                    current.clear();
-                }
+                None => flush(&mut current),
             }
         }
         prev = Some(*p);
     }
-    if current.len() >= 2 {
-        lines.push(current);
-    }
+    flush(&mut current);
     (lines, dots)
 }
 
@@ -774,32 +1203,51 @@ fn quantile(v: &[f64], q: f64) -> f64 {
     v[i] + f * (v[j] - v[i])
 }
 
-/// A tick label for `v` on an axis spanning `span`: as many decimals as the
-/// span needs, trailing zeros dropped, scientific notation for very large
-/// or very small magnitudes.
-fn format_tick(v: f64, span: f64) -> String {
-    if v == 0.0 || v.abs() < span * 1e-9 {
-        return "0".to_string();
+/// At most `max_count` (at least 2) round tick values in `[lo, hi]`, a
+/// multiple of 1, 2 or 5 times a power of ten apart, and that step.
+fn nice_ticks(lo: f64, hi: f64, max_count: usize) -> (Vec<f64>, f64) {
+    let raw = (hi - lo) / max_count.max(2) as f64;
+    let mag = 10f64.powf(raw.log10().floor());
+    let step = [1.0, 2.0, 5.0]
+        .iter()
+        .map(|m| m * mag)
+        .find(|s| *s >= raw)
+        .unwrap_or(10.0 * mag);
+    if !(step.is_finite() && step > 0.0) {
+        return (vec![lo, hi], hi - lo);
     }
+    let first = (lo / step).ceil();
+    let eps = 1e-9 * step;
+    let ticks = (0..=max_count.max(2) + 1)
+        .map(|k| (first + k as f64) * step)
+        .take_while(|v| *v <= hi + eps)
+        .map(|v| if v.abs() < eps { 0.0 } else { v })
+        .collect();
+    (ticks, step)
+}
+
+/// A tick label for `v` on an axis whose ticks are `step` apart: exactly
+/// the decimals the step needs, scientific notation for very large or very
+/// small magnitudes, and a true minus sign.
+fn format_tick(v: f64, step: f64) -> String {
+    let v = if v.abs() < step * 1e-6 { 0.0 } else { v };
     let mag = v.abs();
-    if !(1e-4..1e6).contains(&mag) || span < 1e-4 {
-        let s = format!("{v:.2e}");
-        return match s.split_once('e') {
-            Some((m, e)) => {
-                let m = m.trim_end_matches('0').trim_end_matches('.');
-                format!("{m}e{e}")
+    let s = if mag == 0.0 && step < 1e-4 {
+        "0".to_string()
+    } else if mag >= 1e6 || step < 1e-4 {
+        let digits = (mag.log10().floor() - step.log10().floor()).clamp(0.0, 8.0) as usize;
+        let s = format!("{v:.digits$e}");
+        match s.split_once('e') {
+            Some((m, e)) if m.contains('.') => {
+                format!("{}e{e}", m.trim_end_matches('0').trim_end_matches('.'))
             }
-            None => s,
-        };
-    }
-    let decimals = (2.0 - span.log10().floor()).clamp(0.0, 8.0) as usize;
-    let s = format!("{v:.decimals$}");
-    let s = if s.contains('.') {
-        s.trim_end_matches('0').trim_end_matches('.').to_string()
+            _ => s,
+        }
     } else {
-        s
+        let decimals = (-step.log10().floor()).clamp(0.0, 10.0) as usize;
+        format!("{v:.decimals$}")
     };
-    if s == "-0" { "0".to_string() } else { s }
+    s.replace('-', "\u{2212}")
 }
 
 /// An image-size error unless `w`×`h` is within the limits.
@@ -837,13 +1285,13 @@ mod tests {
         image::load_from_memory(png).expect("valid PNG").to_rgb8()
     }
 
-    /// Pixels close to `c`.
+    /// Pixels within `tol` of `c` in every channel.
     fn count_near(img: &image::RgbImage, c: RGBColor, tol: i32) -> usize {
         img.pixels()
             .filter(|p| {
-                (p[0] as i32 - c.0 as i32).abs() <= tol
-                    && (p[1] as i32 - c.1 as i32).abs() <= tol
-                    && (p[2] as i32 - c.2 as i32).abs() <= tol
+                (i32::from(p[0]) - i32::from(c.0)).abs() <= tol
+                    && (i32::from(p[1]) - i32::from(c.1)).abs() <= tol
+                    && (i32::from(p[2]) - i32::from(c.2)).abs() <= tol
             })
             .count()
     }
@@ -851,8 +1299,13 @@ mod tests {
     /// Bluish pixels: scatter dots blended over white.
     fn count_bluish(img: &image::RgbImage) -> usize {
         img.pixels()
-            .filter(|p| p[2] as i32 - p[0] as i32 > 30 && p[2] > 150)
+            .filter(|p| i32::from(p[2]) - i32::from(p[0]) > 30 && p[2] > 150)
             .count()
+    }
+
+    /// Dark pixels: text and axes.
+    fn count_dark(img: &image::RgbImage) -> usize {
+        img.pixels().filter(|p| p.0.iter().all(|&c| c < 90)).count()
     }
 
     fn sine(n: usize, phase: f64) -> Vec<(f64, f64)> {
@@ -864,10 +1317,10 @@ mod tests {
             .collect()
     }
 
-    /// Deterministic pseudo-Gaussian cloud (sum of uniforms from an LCG).
+    /// Deterministic pseudo-Gaussian cloud (sums of uniforms from an LCG).
     fn cloud(n: usize, seed: u64) -> Vec<[f64; 2]> {
         let mut s = seed;
-        let mut u = || {
+        let mut u = move || {
             s = s
                 .wrapping_mul(6364136223846793005)
                 .wrapping_add(1442695040888963407);
@@ -875,23 +1328,24 @@ mod tests {
         };
         (0..n)
             .map(|_| {
-                let g = |u: &mut dyn FnMut() -> f64| (0..4).map(|_| u()).sum::<f64>() - 2.0;
-                [g(&mut u), 0.5 * g(&mut u)]
+                let a = u() + u() + u() + u() - 2.0;
+                let b = u() + u() + u() + u() - 2.0;
+                [a, 0.5 * b]
             })
             .collect()
     }
 
     #[test]
-    fn line_plot_png_has_the_size_and_series_colours() {
+    fn line_plot_png_has_the_size_series_colours_and_text() {
         let mut plot = LinePlot::new("Sines", "t", "y");
         plot.push("first", sine(200, 0.0));
         plot.push("second", sine(200, 1.0));
         let img = decode(&plot.render_png().unwrap());
         assert_eq!(img.dimensions(), LinePlot::DEFAULT_SIZE);
-        assert!(count_near(&img, PALETTE[0], 10) > 500);
-        assert!(count_near(&img, PALETTE[1], 10) > 500);
-        // White background.
-        assert_eq!(img.get_pixel(2, 2).0, [255, 255, 255]);
+        assert!(count_near(&img, PALETTE[0], 12) > 500);
+        assert!(count_near(&img, PALETTE[1], 12) > 500);
+        assert!(count_dark(&img) > 1000, "axes and labels drawn");
+        assert_eq!(img.get_pixel(2, 2).0, [255, 255, 255], "white background");
     }
 
     #[test]
@@ -912,7 +1366,7 @@ mod tests {
         plot.y_range = Some((-5.0, 5.0));
         let img = decode(&plot.render_png().unwrap());
         assert_eq!(img.dimensions(), (640, 400));
-        assert!(count_near(&img, PALETTE[0], 10) > 200);
+        assert!(count_near(&img, PALETTE[0], 12) > 200);
         // The automatic range ignores the infinities as well.
         plot.y_range = None;
         let ((x0, x1), (y0, y1)) = plot.resolved_ranges().unwrap();
@@ -938,7 +1392,7 @@ mod tests {
         assert!(matches!(plot.render_png(), Err(PlotError::Size { .. })));
         plot.width = 100_000;
         assert!(matches!(plot.render_png(), Err(PlotError::Size { .. })));
-        // A constant series, a single point: drawable.
+        // A single point, a degenerate range: drawable.
         plot.width = 400;
         plot.height = 300;
         plot.series[1].points = vec![(0.5, 2.0)];
@@ -946,12 +1400,13 @@ mod tests {
     }
 
     #[test]
-    fn many_series_and_a_long_name_still_render() {
-        let mut plot = LinePlot::new("", "t", "y");
-        for i in 0..14 {
+    fn many_series_and_long_names_still_render() {
+        let mut plot = LinePlot::new("", "", "");
+        for i in 0..40 {
             plot.push(format!("series number {i}"), sine(50, i as f64 * 0.4));
         }
-        plot.series[3].name = "a name far too long for any sensible legend column".repeat(3);
+        plot.series[3].name = "a name far too long for any sensible legend".repeat(4);
+        plot.x_range = Some((-1e-7, 2e-7));
         let img = decode(&plot.render_png().unwrap());
         assert_eq!(img.dimensions(), LinePlot::DEFAULT_SIZE);
     }
@@ -1007,7 +1462,7 @@ mod tests {
         let mut grid = ScatterGrid::new(vec![nan, Panel::new("one", vec![[1.0, 1.0]])], 2);
         grid.panel_size = 5;
         assert!(matches!(grid.render_png(), Err(PlotError::Size { .. })));
-        grid.panel_size = 160;
+        grid.panel_size = ScatterGrid::MIN_PANEL_SIZE;
         // One point: a degenerate range, widened.
         decode(&grid.render_png().unwrap());
         grid.shared_range = Some(((0.0, 1.0), (2.0, f64::INFINITY)));
@@ -1038,170 +1493,29 @@ mod tests {
     }
 
     #[test]
-    fn tick_labels_are_short() {
-        assert_eq!(format_tick(0.30000000000000004, 1.0), "0.3");
-        assert_eq!(format_tick(-10.0, 40.0), "-10");
-        assert_eq!(format_tick(2.5e-17, 1.0), "0");
-        assert_eq!(format_tick(1.5e7, 1e8), "1.5e7");
-        assert_eq!(format_tick(0.0015, 0.01), "0.0015");
+    fn long_text_is_ellipsized_to_fit() {
+        let face = face().unwrap();
+        let long = "a very long legend entry ".repeat(20);
+        let short = ellipsize(face, &long, 16.0, 120.0);
+        assert!(short.ends_with('\u{2026}'));
+        assert!(text_width(face, &short, 16.0) <= 120.0);
+        assert!(short.chars().count() > 5);
+        assert_eq!(ellipsize(face, "edm", 16.0, 120.0), "edm");
+        assert_eq!(ellipsize(face, "edm", 16.0, 1.0), "\u{2026}");
     }
-}
-
-#[cfg(test)]
-mod preview_tmp {
-    use super::*;
 
     #[test]
-    fn write_previews() {
-        let n = 400;
-        let ts: Vec<f64> = (0..=n).map(|i| i as f64 / n as f64).collect();
-        let lam = |f: &dyn Fn(f64) -> f64| -> Vec<(f64, f64)> {
-            ts.iter()
-                .map(|&t| (t, f(t)))
-                .filter(|p| p.1.is_finite())
-                .collect()
-        };
-        let vp = |b0: f64, b1: f64| {
-            move |t: f64| {
-                let la2 = -(b0 * t + 0.5 * (b1 - b0) * t * t);
-                la2 - (-la2.exp()).ln_1p()
-            }
-        };
-        let mut plot = LinePlot::new("Noise schedules: log-SNR λ(t)", "t", "λ(t) = log(α²/σ²)");
-        plot.push("vp_linear", lam(&vp(0.1, 20.0)));
-        plot.push(
-            "vp_cosine",
-            lam(&|t| {
-                -2.0 * (std::f64::consts::FRAC_PI_2 * (t + 0.008) / 1.008)
-                    .tan()
-                    .ln()
-            }),
-        );
-        plot.push(
-            "sub_vp",
-            lam(&|t| {
-                let la2: f64 = -(0.1 * t + 9.95 * t * t);
-                la2 - 2.0 * (-la2.exp()).ln_1p()
-            }),
-        );
-        plot.push(
-            "ve_geometric",
-            lam(&|t| -2.0 * (0.01f64.ln() + t * (5000f64).ln())),
-        );
-        plot.push(
-            "edm",
-            lam(&|t| {
-                let r = 7.0;
-                let s = (0.002f64.powf(1.0 / r)
-                    + t * (80f64.powf(1.0 / r) - 0.002f64.powf(1.0 / r)))
-                .powf(r);
-                -2.0 * s.ln()
-            }),
-        );
-        plot.push("flow", lam(&|t| 2.0 * ((1.0 - t) / t).ln()));
-        plot.push(
-            "flow_shift3",
-            lam(&|t| 2.0 * ((1.0 - t) / t).ln() - 2.0 * 3f64.ln()),
-        );
-        plot.push("scaled_linear", lam(&vp(0.085 * 10.0, 12.0)));
-        plot.push("sigmoid", lam(&|t| -12.0 * (t - 0.5) * 2.0));
-        plot.push(
-            "laplace",
-            lam(&|t| -2.0 * (t - 0.5).signum() * (1.0 - 2.0 * (t - 0.5).abs()).ln() * 3.0),
-        );
-        plot.y_range = Some((-20.0, 20.0));
-        std::fs::write(
-            "/tmp/plot-preview-schedules.png",
-            plot.render_png().unwrap(),
-        )
-        .unwrap();
-
-        plot.push("eleventh dashed", lam(&|t| 10.0 - 20.0 * t));
-        plot.push("twelfth dashed", lam(&|t| -10.0 + 15.0 * t * t));
-        plot.y_range = None;
-        plot.width = 800;
-        plot.height = 500;
-        std::fs::write(
-            "/tmp/plot-preview-auto-range.png",
-            plot.render_png().unwrap(),
-        )
-        .unwrap();
-
-        // Two moons-ish.
-        let mut s = 7u64;
-        let mut u = move || {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (s >> 11) as f64 / (1u64 << 53) as f64
-        };
-        let mut moons = Vec::new();
-        for i in 0..5000 {
-            let a = std::f64::consts::PI * u();
-            let g = (u() + u() + u() - 1.5) * 0.12;
-            let p = if i % 2 == 0 {
-                [a.cos() + g, a.sin() + g]
-            } else {
-                [1.0 - a.cos() + g, 0.5 - a.sin() - g]
-            };
-            moons.push(p);
-        }
-        let noisy = |k: f64, u: &mut dyn FnMut() -> f64| {
-            moons
-                .iter()
-                .map(|p| [p[0] + k * (u() - 0.5), p[1] + k * (u() - 0.5)])
-                .collect::<Vec<_>>()
-        };
-        let mut panels = vec![Panel::new("data (5000)", moons.clone())];
-        for (solver, k) in [("Euler", 0.8), ("Heun", 0.3), ("DPM-Solver++(2M)", 0.15)] {
-            for nfe in [10, 50] {
-                let mut pts = noisy(k * 10.0 / nfe as f64 * 3.0, &mut u);
-                if solver == "Euler" && nfe == 10 {
-                    pts.push([40.0, -30.0]);
-                    pts.push([f64::NAN, 0.0]);
-                }
-                panels.push(Panel::new(format!("{solver}, NFE {nfe}"), pts));
-            }
-        }
-        let mut grid = ScatterGrid::new(panels, 4);
-        grid.title = "two moons: solver × NFE".into();
-        std::fs::write("/tmp/plot-preview-grid.png", grid.render_png().unwrap()).unwrap();
-        let single = ScatterGrid::single(Panel::new("samples (dims 0, 1)", moons.clone()));
-        std::fs::write("/tmp/plot-preview-single.png", single.render_png().unwrap()).unwrap();
-        let few = ScatterGrid::single(Panel::new("50 points", moons[..50].to_vec()));
-        std::fs::write("/tmp/plot-preview-few.png", few.render_png().unwrap()).unwrap();
-    }
-}
-
-#[cfg(test)]
-mod preview_crop_tmp {
-    #[test]
-    fn crop_previews() {
-        let crops: Vec<(String, u32, u32, u32, u32, u32)> = std::env::var("CROPS")
-            .unwrap_or_default()
-            .split(';')
-            .filter(|s| !s.is_empty())
-            .map(|s| {
-                let v: Vec<&str> = s.split(',').collect();
-                (
-                    v[0].to_string(),
-                    v[1].parse().unwrap(),
-                    v[2].parse().unwrap(),
-                    v[3].parse().unwrap(),
-                    v[4].parse().unwrap(),
-                    v[5].parse().unwrap(),
-                )
-            })
-            .collect();
-        for (i, (path, x, y, w, h, k)) in crops.into_iter().enumerate() {
-            let img = image::open(&path).unwrap().to_rgb8();
-            let c = image::imageops::crop_imm(&img, x, y, w, h).to_image();
-            let r = image::imageops::resize(&c, w * k, h * k, image::imageops::FilterType::Nearest);
-            r.save(format!(
-                "/tmp/crop-{}-{i}.png",
-                std::env::var("TAG").unwrap_or_default()
-            ))
-            .unwrap();
-        }
+    fn ticks_are_round_and_labels_short() {
+        let (ticks, step) = nice_ticks(-0.05, 1.05, 8);
+        assert_eq!(step, 0.2);
+        let labels: Vec<String> = ticks.iter().map(|&v| format_tick(v, step)).collect();
+        assert_eq!(labels, ["0.0", "0.2", "0.4", "0.6", "0.8", "1.0"]);
+        let (ticks, step) = nice_ticks(-21.0, 21.0, 9);
+        assert_eq!(step, 5.0);
+        assert_eq!(format_tick(ticks[0], step), "\u{2212}20");
+        assert_eq!(format_tick(1.5e7, 5e6), "1.5e7");
+        assert_eq!(format_tick(2e-5, 1e-5), "2e\u{2212}5");
+        assert_eq!(format_tick(1e-17, 0.1), "0.0");
+        assert_eq!(format_tick(0.0, 1e-5), "0");
     }
 }

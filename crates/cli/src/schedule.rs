@@ -94,7 +94,11 @@ fn from_config(path: &std::path::Path, args: &ScheduleArgs) -> CliResult<Report>
             "--grid applies to --builtin; a diffusers config sets its own spacing".into(),
         ));
     }
-    let parsed = SchedulerConfig::from_path(path)
+    let text = std::fs::read_to_string(path).map_err(|source| CliError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let parsed = SchedulerConfig::from_json_str_with_class(&text, args.class.as_deref())
         .map_err(|e| CliError::Usage(format!("{}: {e}", path.display())))?;
     for w in &parsed.warnings {
         eprintln!("warning: {}: {w}", path.display());
@@ -272,8 +276,7 @@ fn plot_builtins() -> CliResult<Vec<u8>> {
             .collect();
         plot.push(name, points);
     }
-    plot.render_png()
-        .map_err(|e| CliError::Usage(format!("plot: {e}")))
+    Ok(plot.render_png()?)
 }
 
 #[cfg(test)]
@@ -285,6 +288,7 @@ mod tests {
         for name in BUILTIN_NAMES {
             let args = ScheduleArgs {
                 config: None,
+                class: None,
                 builtin: Some(name.to_string()),
                 steps: 8,
                 grid: Some("karras".into()),

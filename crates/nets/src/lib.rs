@@ -5,6 +5,12 @@
 //! (survey §2.2). Every model implements [`Denoiser`] from `diffuse-core`,
 //! the only crate of ours this one depends on.
 //!
+//! - [`GaussianMixture`] and [`GmmDenoiser`]: the exact posterior-mean
+//!   denoiser `E[x₀ | x]` of an isotropic Gaussian mixture (the analytic
+//!   problem of the conformance data), reporting its output in any
+//!   [`Parameterization`]; the reference model of tests and of the command
+//!   line.
+//!
 //! This crate is being filled in. Denoisers receive one [`NoiseLevel`] per
 //! batch row:
 //!
@@ -15,4 +21,9 @@
 //! # Ok::<(), diffuse_nets::Error>(())
 //! ```
 
-pub use diffuse_core::{Condition, Denoiser, Error, Marginal, NoiseLevel, Result};
+mod gmm;
+
+pub use diffuse_core::{
+    Condition, Denoiser, Error, Marginal, NoiseLevel, Parameterization, Result,
+};
+pub use gmm::{GaussianMixture, GmmDenoiser, WEIGHT_SUM_TOLERANCE};

@@ -1,0 +1,687 @@
+//! The exact denoiser of an isotropic Gaussian mixture.
+//!
+//! For data `p₀ = Σₖ wₖ N(μₖ, sₖ² I)` and the forward marginal
+//! `x = α·x₀ + σ·ε`, the posterior `p(x₀ | x)` is again a Gaussian mixture,
+//! so the minimum-mean-squared-error denoiser `E[x₀ | x]` has a closed form
+//! (the analytic problem of `conformance/README.md`):
+//!
+//! ```text
+//! vₖ       = α²·sₖ² + σ²
+//! log rₖ   = log wₖ − (d/2)·log(2π·vₖ) − |x − α·μₖ|² / (2·vₖ)     (softmax over k)
+//! E[x₀|x]  = Σₖ rₖ·(μₖ + α·sₖ²/vₖ·(x − α·μₖ))
+//! ```
+//!
+//! [`GaussianMixture`] holds the mixture and evaluates that formula;
+//! [`GmmDenoiser`] wraps it as a [`Denoiser`] for any backend, producing the
+//! output a network with a given [`Parameterization`] would ideally produce.
+//! It is the reference model of tests and of the command line: a sampler run
+//! with it has no model error, only discretisation error.
+
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+
+use diffuse_core::{
+    Backend, Condition, Denoiser, Error, Marginal, NoiseLevel, Parameterization, Result,
+};
+use rayon::prelude::*;
+use serde_json::{Map, Value};
+
+/// How far the weights may sum from 1 before they are rejected.
+pub const WEIGHT_SUM_TOLERANCE: f64 = 1e-6;
+
+/// `ln(2π)`.
+const LN_2PI: f64 = 1.837_877_066_409_345_5;
+
+/// An isotropic Gaussian mixture `p₀ = Σₖ wₖ N(μₖ, sₖ² I)` in `d ≥ 1`
+/// dimensions.
+///
+/// Built by [`GaussianMixture::new`] or read from JSON, always validated:
+/// at least one component; as many weights, means and standard deviations;
+/// all means of the same dimension `d ≥ 1`; every number finite; weights
+/// `≥ 0` summing to 1 within [`WEIGHT_SUM_TOLERANCE`] (they are then divided
+/// by their sum, so the stored weights sum to 1 up to rounding); standard
+/// deviations `> 0` with a variance `sₖ²` that neither underflows nor
+/// overflows.
+///
+/// ```
+/// use diffuse_nets::{GaussianMixture, Marginal};
+/// let gmm = GaussianMixture::from_json_str(
+///     r#"{"weights": [0.5, 0.5], "means": [[-1.0], [1.0]], "stds": [0.5, 0.5]}"#,
+/// )?;
+/// assert_eq!((gmm.dim(), gmm.components()), (1, 2));
+/// // By symmetry the posterior mean at x = 0 is 0 at every noise level.
+/// let x0 = gmm.posterior_mean(&[0.0], Marginal::new(0.6, 0.8)?)?;
+/// assert!(x0[0].abs() < 1e-15);
+/// # Ok::<(), diffuse_nets::Error>(())
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct GaussianMixture {
+    weights: Vec<f64>,
+    means: Vec<Vec<f64>>,
+    stds: Vec<f64>,
+    dim: usize,
+    /// `ln wₖ` (−∞ for a zero weight).
+    log_weights: Vec<f64>,
+    /// `sₖ²`.
+    variances: Vec<f64>,
+    /// Indices of the components with positive weight.
+    active: Vec<usize>,
+    /// `Σₖ wₖ μₖ`.
+    prior_mean: Vec<f64>,
+}
+
+fn invalid(name: &'static str, reason: impl Into<String>) -> Error {
+    Error::InvalidArgument {
+        name,
+        reason: reason.into(),
+    }
+}
+
+impl GaussianMixture {
+    /// A validated mixture (see the type's documentation for the rules).
+    /// Errors name the offending field: [`Error::InvalidArgument`] with name
+    /// `weights`, `means` or `stds`, or [`Error::NonFinite`] for a NaN or
+    /// infinity.
+    pub fn new(weights: Vec<f64>, means: Vec<Vec<f64>>, stds: Vec<f64>) -> Result<Self> {
+        let k = weights.len();
+        if k == 0 {
+            return Err(invalid(
+                "weights",
+                "empty: a mixture needs at least one component",
+            ));
+        }
+        if means.len() != k {
+            return Err(invalid(
+                "means",
+                format!("{} means for {k} weights", means.len()),
+            ));
+        }
+        if stds.len() != k {
+            return Err(invalid(
+                "stds",
+                format!("{} standard deviations for {k} weights", stds.len()),
+            ));
+        }
+        let dim = means[0].len();
+        if dim == 0 {
+            return Err(invalid("means", "component 0 has dimension 0"));
+        }
+        for (j, mu) in means.iter().enumerate() {
+            if mu.len() != dim {
+                return Err(invalid(
+                    "means",
+                    format!(
+                        "component {j} has dimension {}, component 0 has {dim}",
+                        mu.len()
+                    ),
+                ));
+            }
+            if let Some(i) = mu.iter().position(|v| !v.is_finite()) {
+                return Err(Error::NonFinite(format!(
+                    "Gaussian-mixture means[{j}][{i}] = {}",
+                    mu[i]
+                )));
+            }
+        }
+        for (j, &w) in weights.iter().enumerate() {
+            if !w.is_finite() {
+                return Err(Error::NonFinite(format!(
+                    "Gaussian-mixture weights[{j}] = {w}"
+                )));
+            }
+            if w < 0.0 {
+                return Err(invalid("weights", format!("weights[{j}] = {w} < 0")));
+            }
+        }
+        let sum: f64 = weights.iter().sum();
+        if (sum - 1.0).abs() > WEIGHT_SUM_TOLERANCE {
+            return Err(invalid(
+                "weights",
+                format!("they sum to {sum}, not 1 (within {WEIGHT_SUM_TOLERANCE:e})"),
+            ));
+        }
+        let mut variances = Vec::with_capacity(k);
+        for (j, &s) in stds.iter().enumerate() {
+            if !s.is_finite() {
+                return Err(Error::NonFinite(format!(
+                    "Gaussian-mixture stds[{j}] = {s}"
+                )));
+            }
+            if s <= 0.0 {
+                return Err(invalid("stds", format!("stds[{j}] = {s} is not positive")));
+            }
+            let var = s * s;
+            if !var.is_normal() {
+                return Err(invalid(
+                    "stds",
+                    format!("stds[{j}] = {s}: its square {var} leaves f64's normal range"),
+                ));
+            }
+            variances.push(var);
+        }
+        let weights: Vec<f64> = weights.iter().map(|w| w / sum).collect();
+        let log_weights = weights.iter().map(|w| w.ln()).collect();
+        let active: Vec<usize> = (0..k).filter(|&j| weights[j] > 0.0).collect();
+        let mut prior_mean = vec![0.0; dim];
+        for &j in &active {
+            for (p, m) in prior_mean.iter_mut().zip(&means[j]) {
+                *p += weights[j] * m;
+            }
+        }
+        if prior_mean.iter().any(|v| !v.is_finite()) {
+            return Err(Error::NonFinite(
+                "the Gaussian-mixture prior mean Σ wₖ μₖ overflows".into(),
+            ));
+        }
+        Ok(Self {
+            weights,
+            means,
+            stds,
+            dim,
+            log_weights,
+            variances,
+            active,
+            prior_mean,
+        })
+    }
+
+    /// Parses the JSON object `{"weights": [...], "means": [[...], ...],
+    /// "stds": [...]}`; see [`GaussianMixture::from_json_value`].
+    pub fn from_json_str(text: &str) -> Result<Self> {
+        let value: Value = serde_json::from_str(text)
+            .map_err(|e| invalid("Gaussian-mixture JSON", e.to_string()))?;
+        Self::from_json_value(&value)
+    }
+
+    /// Reads the JSON object `{"weights": [...], "means": [[...], ...],
+    /// "stds": [...]}`, such as the `gmm` object of a conformance case.
+    ///
+    /// Other keys are ignored, except `dim` and `components` (present in the
+    /// conformance files): where given they must equal the mixture's
+    /// dimension and component count.
+    pub fn from_json_value(value: &Value) -> Result<Self> {
+        let obj = value.as_object().ok_or_else(|| {
+            invalid(
+                "Gaussian-mixture JSON",
+                format!(
+                    "expected an object with weights, means and stds, found {}",
+                    json_kind(value)
+                ),
+            )
+        })?;
+        let weights = number_array(required(obj, "weights")?, "weights", "weights")?;
+        let stds = number_array(required(obj, "stds")?, "stds", "stds")?;
+        let rows = required(obj, "means")?
+            .as_array()
+            .ok_or_else(|| invalid("means", "expected an array of arrays of numbers"))?;
+        let means = rows
+            .iter()
+            .enumerate()
+            .map(|(j, row)| number_array(row, "means", &format!("means[{j}]")))
+            .collect::<Result<Vec<_>>>()?;
+        let gmm = Self::new(weights, means, stds)?;
+        for (key, expected) in [("dim", gmm.dim), ("components", gmm.components())] {
+            if let Some(v) = obj.get(key) {
+                let ok = v.as_u64().is_some_and(|n| n == expected as u64);
+                if !ok {
+                    let name = if key == "dim" { "dim" } else { "components" };
+                    return Err(invalid(
+                        name,
+                        format!("{v} given, but the mixture has {expected}"),
+                    ));
+                }
+            }
+        }
+        Ok(gmm)
+    }
+
+    /// Reads a JSON file holding the object of
+    /// [`GaussianMixture::from_json_value`]. A file that cannot be read gives
+    /// [`Error::Io`] naming the path.
+    pub fn from_path(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::Io(std::io::Error::new(
+                e.kind(),
+                format!("{}: {e}", path.display()),
+            ))
+        })?;
+        let value: Value = serde_json::from_str(&text)
+            .map_err(|e| invalid("Gaussian-mixture JSON", format!("{}: {e}", path.display())))?;
+        Self::from_json_value(&value)
+    }
+
+    /// The dimension `d` of the data.
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// The number of components `K`.
+    pub fn components(&self) -> usize {
+        self.weights.len()
+    }
+
+    /// The weights `wₖ`, normalised to sum to 1.
+    pub fn weights(&self) -> &[f64] {
+        &self.weights
+    }
+
+    /// The means `μₖ`, each of length [`GaussianMixture::dim`].
+    pub fn means(&self) -> &[Vec<f64>] {
+        &self.means
+    }
+
+    /// The standard deviations `sₖ`.
+    pub fn stds(&self) -> &[f64] {
+        &self.stds
+    }
+
+    /// The mean of the data distribution, `Σₖ wₖ μₖ` (the posterior mean at
+    /// `α = 0`).
+    pub fn prior_mean(&self) -> &[f64] {
+        &self.prior_mean
+    }
+
+    fn check_len(&self, op: &'static str, len: usize) -> Result<()> {
+        if len != self.dim {
+            return Err(Error::ShapeMismatch {
+                op,
+                expected: vec![self.dim],
+                found: vec![len],
+            });
+        }
+        Ok(())
+    }
+
+    /// The exact log density `ln p₀(x₀) = ln Σₖ wₖ N(x₀; μₖ, sₖ² I)`,
+    /// computed with a max-subtracted log-sum-exp.
+    ///
+    /// Errors: [`Error::ShapeMismatch`] if `x0` does not have length
+    /// [`GaussianMixture::dim`], [`Error::NonFinite`] for a non-finite `x0`
+    /// or a squared distance that overflows f64.
+    pub fn log_density(&self, x0: &[f64]) -> Result<f64> {
+        self.check_len("GaussianMixture::log_density", x0.len())?;
+        if let Some(i) = x0.iter().position(|v| !v.is_finite()) {
+            return Err(Error::NonFinite(format!(
+                "x0[{i}] = {} given to GaussianMixture::log_density",
+                x0[i]
+            )));
+        }
+        let half_d = 0.5 * self.dim as f64;
+        let mut max = f64::NEG_INFINITY;
+        let mut total = 0.0;
+        for &j in &self.active {
+            let var = self.variances[j];
+            let dist2: f64 = x0
+                .iter()
+                .zip(&self.means[j])
+                .map(|(x, m)| (x - m) * (x - m))
+                .sum();
+            let term = self.log_weights[j] - half_d * (LN_2PI + var.ln()) - dist2 / (2.0 * var);
+            if !term.is_finite() {
+                return Err(Error::NonFinite(format!(
+                    "GaussianMixture::log_density: component {j} has log term {term}"
+                )));
+            }
+            if term > max {
+                total *= (max - term).exp();
+                max = term;
+            }
+            total += (term - max).exp();
+        }
+        Ok(max + total.ln())
+    }
+
+    /// The posterior mean `E[x₀ | x]` for `x = α·x₀ + σ·ε`, allocated; see
+    /// [`GaussianMixture::posterior_mean_into`].
+    pub fn posterior_mean(&self, x: &[f64], m: Marginal) -> Result<Vec<f64>> {
+        let mut out = vec![0.0; self.dim];
+        self.posterior_mean_into(x, m, &mut out)?;
+        Ok(out)
+    }
+
+    /// Writes the posterior mean `E[x₀ | x]` for `x = α·x₀ + σ·ε` into `out`
+    /// (no allocation).
+    ///
+    /// Computed in f64 with the formula of the module documentation, the
+    /// softmax over components in log space with a running maximum. Since
+    /// the posterior is unchanged when `(x, α, σ)` are divided by a common
+    /// factor, they are first divided by `max(α, σ)`, so no variance
+    /// under- or overflows whatever the scale of the marginal. Exact special
+    /// cases: `σ = 0` (with `α > 0`) gives `x/α` (there is no noise), `α = 0`
+    /// gives the prior mean `Σₖ wₖ μₖ` (`x` carries no information).
+    ///
+    /// Errors: [`Error::InvalidArgument`] for a marginal with a negative or
+    /// non-finite entry or `α = σ = 0`; [`Error::ShapeMismatch`] if `x` or
+    /// `out` does not have length [`GaussianMixture::dim`];
+    /// [`Error::NonFinite`] for a non-finite `x` or an overflow.
+    pub fn posterior_mean_into(&self, x: &[f64], m: Marginal, out: &mut [f64]) -> Result<()> {
+        let (alpha, sigma) = (m.alpha, m.sigma);
+        Marginal::new(alpha, sigma)?;
+        self.check_len("GaussianMixture::posterior_mean (x)", x.len())?;
+        self.check_len("GaussianMixture::posterior_mean (out)", out.len())?;
+        if let Some(i) = x.iter().position(|v| !v.is_finite()) {
+            return Err(Error::NonFinite(format!(
+                "x[{i}] = {} given to GaussianMixture::posterior_mean",
+                x[i]
+            )));
+        }
+        if alpha == 0.0 {
+            out.copy_from_slice(&self.prior_mean);
+            return Ok(());
+        }
+        if sigma == 0.0 {
+            for (o, &xi) in out.iter_mut().zip(x) {
+                *o = xi / alpha;
+            }
+        } else {
+            self.posterior_mean_noisy(x, alpha, sigma, out)?;
+        }
+        if let Some(i) = out.iter().position(|v| !v.is_finite()) {
+            return Err(Error::NonFinite(format!(
+                "GaussianMixture::posterior_mean overflows at element {i} for (α, σ) = ({alpha}, {sigma})"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The general case `α > 0`, `σ > 0` of `posterior_mean_into`.
+    fn posterior_mean_noisy(
+        &self,
+        x: &[f64],
+        alpha: f64,
+        sigma: f64,
+        out: &mut [f64],
+    ) -> Result<()> {
+        let c = alpha.max(sigma);
+        let (a, s) = (alpha / c, sigma / c);
+        let half_d = 0.5 * self.dim as f64;
+        let mut max = f64::NEG_INFINITY;
+        let mut total = 0.0;
+        out.fill(0.0);
+        for &j in &self.active {
+            let mu = &self.means[j];
+            let var = self.variances[j];
+            // max(a, s) = 1, so v ≥ min(sₖ², 1) > 0.
+            let v = a * a * var + s * s;
+            let dist2: f64 = x
+                .iter()
+                .zip(mu)
+                .map(|(&xi, &mi)| {
+                    let r = xi / c - a * mi;
+                    r * r
+                })
+                .sum();
+            let log_r = self.log_weights[j] - half_d * (LN_2PI + v.ln()) - dist2 / (2.0 * v);
+            if !log_r.is_finite() {
+                return Err(Error::NonFinite(format!(
+                    "GaussianMixture::posterior_mean: log responsibility {log_r} of component \
+                     {j} at (α, σ) = ({alpha}, {sigma})"
+                )));
+            }
+            if log_r > max {
+                let scale = (max - log_r).exp();
+                out.iter_mut().for_each(|o| *o *= scale);
+                total *= scale;
+                max = log_r;
+            }
+            let r = (log_r - max).exp();
+            total += r;
+            let gain = a * var / v;
+            for ((o, &xi), &mi) in out.iter_mut().zip(x).zip(mu) {
+                *o += r * (mi + gain * (xi / c - a * mi));
+            }
+        }
+        // The component with the largest log responsibility contributes 1.
+        out.iter_mut().for_each(|o| *o /= total);
+        Ok(())
+    }
+}
+
+fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn required<'v>(obj: &'v Map<String, Value>, key: &'static str) -> Result<&'v Value> {
+    obj.get(key)
+        .ok_or_else(|| invalid(key, "missing from the Gaussian-mixture JSON object"))
+}
+
+fn number_array(v: &Value, name: &'static str, path: &str) -> Result<Vec<f64>> {
+    let items = v.as_array().ok_or_else(|| {
+        invalid(
+            name,
+            format!("{path}: expected an array, found {}", json_kind(v)),
+        )
+    })?;
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            item.as_f64().ok_or_else(|| {
+                invalid(
+                    name,
+                    format!("{path}[{i}] is {}, not a number", json_kind(item)),
+                )
+            })
+        })
+        .collect()
+}
+
+/// The exact posterior-mean denoiser of a [`GaussianMixture`], reporting its
+/// output in a given [`Parameterization`].
+///
+/// # State and network input
+/// [`Denoiser::predict`] receives the state `x` the solver holds, and the
+/// parameterisation's [`Parameterization::x0_map`] is defined on that same
+/// state: `x̂₀ = a·x + b·out`. So for each row this denoiser computes
+/// `x̂₀ = E[x₀ | x]` at the row's marginal and returns
+/// `out = (x̂₀ − a·x)/b`, which the solver's map turns back into `x̂₀`
+/// exactly (up to the f32 storage of `out`).
+/// [`Parameterization::input_scale`] (EDM's `c_in/α`) is the scale a
+/// trained network applies to `x` before its first layer: it is internal
+/// to the network and does not enter the `x̂₀` map, so an exact denoiser,
+/// which needs no normalised input, does not use it. Likewise the row's time
+/// `t` is not used: the posterior depends on the marginal `(α, σ)` only.
+///
+/// # Errors
+/// [`Error::ShapeMismatch`] if a row (all axes after the first) does not
+/// have the mixture's dimension, if `out` is not shaped like `x`, or if
+/// there is not exactly one [`NoiseLevel`] per row;
+/// [`Error::Unsupported`] for any condition but
+/// [`Condition::Unconditional`]; [`Error::Undefined`] where the
+/// parameterisation cannot express `x̂₀` (its map fails, is not finite, or
+/// has `b = 0`, as ε-prediction at `σ = 0`); [`Error::InvalidArgument`] for
+/// an invalid marginal; [`Error::NonFinite`] for a non-finite state or an
+/// output beyond f32's range.
+///
+/// # Backends
+/// The computation runs on the host in f64, rows in parallel with rayon:
+/// `x` is downloaded with [`Backend::to_host`], and the result uploaded into
+/// a new tensor and copied into `out`. On a GPU backend this path therefore
+/// copies through host memory (a device kernel is future work).
+///
+/// ```
+/// use std::sync::Arc;
+/// use diffuse_core::{Affine, Backend, CpuBackend, Parameterization};
+/// use diffuse_nets::{Condition, Denoiser, GaussianMixture, GmmDenoiser, Marginal, NoiseLevel};
+/// /// x₀-prediction: x̂₀ = out.
+/// struct Sample;
+/// impl Parameterization for Sample {
+///     fn name(&self) -> &str { "sample" }
+///     fn x0_map(&self, _m: Marginal) -> diffuse_nets::Result<Affine> {
+///         Ok(Affine { a: 0.0, b: 1.0 })
+///     }
+/// }
+/// let gmm = GaussianMixture::from_json_str(
+///     r#"{"weights": [1.0], "means": [[1.0, -1.0]], "stds": [1.0]}"#,
+/// )?;
+/// let model = GmmDenoiser::new(gmm, Arc::new(Sample));
+/// let cpu = CpuBackend::new();
+/// let x = cpu.upload(&[1, 2], &[0.0, 0.0])?;
+/// let mut out = cpu.zeros(&[1, 2])?;
+/// let level = NoiseLevel { t: 0.5, marginal: Marginal::new(1.0, 1.0)? };
+/// model.predict(&cpu, &x, &[level], Condition::Unconditional, &mut out)?;
+/// // One Gaussian: μ + α s²/(α² s² + σ²)·(x − α μ) = μ/2.
+/// assert_eq!(cpu.to_host(&out)?, vec![0.5, -0.5]);
+/// # Ok::<(), diffuse_nets::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct GmmDenoiser {
+    mixture: GaussianMixture,
+    parameterization: Arc<dyn Parameterization>,
+}
+
+impl fmt::Debug for GmmDenoiser {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GmmDenoiser")
+            .field("mixture", &self.mixture)
+            .field("parameterization", &self.parameterization.name())
+            .finish()
+    }
+}
+
+impl GmmDenoiser {
+    /// The exact denoiser of `mixture`, reporting its output in
+    /// `parameterization` (a `Box<dyn Parameterization>`, as returned by
+    /// `diffuse_param::by_name`, converts with `Arc::from`).
+    pub fn new(mixture: GaussianMixture, parameterization: Arc<dyn Parameterization>) -> Self {
+        Self {
+            mixture,
+            parameterization,
+        }
+    }
+
+    /// The data distribution.
+    pub fn mixture(&self) -> &GaussianMixture {
+        &self.mixture
+    }
+
+    /// The parameterisation the output is reported in, shared.
+    pub fn parameterization_arc(&self) -> Arc<dyn Parameterization> {
+        Arc::clone(&self.parameterization)
+    }
+}
+
+impl<B: Backend> Denoiser<B> for GmmDenoiser {
+    fn parameterization(&self) -> &dyn Parameterization {
+        &*self.parameterization
+    }
+
+    fn predict(
+        &self,
+        backend: &B,
+        x: &B::Tensor,
+        levels: &[NoiseLevel],
+        condition: Condition<'_, B::Tensor>,
+        out: &mut B::Tensor,
+    ) -> Result<()> {
+        match condition {
+            Condition::Unconditional => {}
+            Condition::Class(_) => {
+                return Err(Error::Unsupported(
+                    "class conditions: the Gaussian-mixture denoiser is unconditional".into(),
+                ));
+            }
+            Condition::Tensor(_) => {
+                return Err(Error::Unsupported(
+                    "tensor conditions: the Gaussian-mixture denoiser is unconditional".into(),
+                ));
+            }
+        }
+        let shape = backend.shape(x).to_vec();
+        let d = self.mixture.dim;
+        let rows = shape.first().copied().unwrap_or(0);
+        let row_len: usize = shape.iter().skip(1).product();
+        if shape.is_empty() || row_len != d {
+            return Err(Error::ShapeMismatch {
+                op: "GmmDenoiser::predict: rows of x against the mixture dimension",
+                expected: vec![rows, d],
+                found: shape,
+            });
+        }
+        if backend.shape(out) != shape.as_slice() {
+            return Err(Error::ShapeMismatch {
+                op: "GmmDenoiser::predict: out against x",
+                expected: shape,
+                found: backend.shape(out).to_vec(),
+            });
+        }
+        if levels.len() != rows {
+            return Err(Error::ShapeMismatch {
+                op: "GmmDenoiser::predict: one noise level per row",
+                expected: vec![rows],
+                found: vec![levels.len()],
+            });
+        }
+        // Per-row maps first, on the host, so errors name the first bad row.
+        let mut maps = Vec::with_capacity(rows);
+        for (i, level) in levels.iter().enumerate() {
+            let m = level.marginal;
+            Marginal::new(m.alpha, m.sigma)?;
+            let map = self.parameterization.x0_map(m)?;
+            if !(map.a.is_finite() && map.b.is_finite()) || map.b == 0.0 {
+                return Err(Error::Undefined {
+                    what: "the Gaussian-mixture denoiser's output",
+                    at: format!(
+                        "in row {i} at (α, σ) = ({}, {}): the {} map x̂₀ = a·x + b·out has \
+                         (a, b) = ({}, {})",
+                        m.alpha,
+                        m.sigma,
+                        self.parameterization.name(),
+                        map.a,
+                        map.b
+                    ),
+                });
+            }
+            maps.push(map);
+        }
+        let host = backend.to_host(x)?;
+        if let Some(i) = host.iter().position(|v| !v.is_finite()) {
+            return Err(Error::NonFinite(format!(
+                "GmmDenoiser::predict: x[{}][{}] = {}",
+                i / d,
+                i % d,
+                host[i]
+            )));
+        }
+        let mut result = vec![0.0f32; host.len()];
+        // Enough rows per task to amortise rayon's scheduling.
+        let min_rows = (16_384 / (d * self.mixture.components()).max(1)).max(1);
+        host.par_chunks(d)
+            .zip(result.par_chunks_mut(d))
+            .zip(levels.par_iter().zip(maps.par_iter()))
+            .enumerate()
+            .with_min_len(min_rows)
+            .try_for_each_init(
+                || (vec![0.0f64; d], vec![0.0f64; d]),
+                |(xs, x0), (i, ((row, dst), (level, map)))| -> Result<()> {
+                    for (a, &b) in xs.iter_mut().zip(row) {
+                        *a = f64::from(b);
+                    }
+                    self.mixture.posterior_mean_into(xs, level.marginal, x0)?;
+                    for (j, (o, (&xj, &x0j))) in dst.iter_mut().zip(xs.iter().zip(x0.iter())).enumerate() {
+                        let v = (x0j - map.a * xj) / map.b;
+                        let v32 = v as f32;
+                        if !v32.is_finite() {
+                            return Err(Error::NonFinite(format!(
+                                "GmmDenoiser::predict: output [{i}][{j}] = {v} is beyond f32's range"
+                            )));
+                        }
+                        *o = v32;
+                    }
+                    Ok(())
+                },
+            )?;
+        let tensor = backend.upload(&shape, &result)?;
+        backend.copy(&tensor, out)
+    }
+}

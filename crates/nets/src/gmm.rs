@@ -225,9 +225,8 @@ impl GaussianMixture {
             if let Some(v) = obj.get(key) {
                 let ok = v.as_u64().is_some_and(|n| n == expected as u64);
                 if !ok {
-                    let name = if key == "dim" { "dim" } else { "components" };
                     return Err(invalid(
-                        name,
+                        key,
                         format!("{v} given, but the mixture has {expected}"),
                     ));
                 }

@@ -111,3 +111,23 @@ pub trait NoiseSchedule: Send + Sync {
         Ok(())
     }
 }
+
+/// How far outside a schedule's log-SNR range a value may lie and still be
+/// taken as its end point: grids stored in float32 (diffusers' σ) round
+/// `λ` by about 1e-7.
+pub const LOG_SNR_SLACK: f64 = 1e-5;
+
+/// `t(λ)` on `schedule`, with `λ` within [`LOG_SNR_SLACK`] outside the
+/// schedule's range moved onto its end point; further out is an error.
+pub fn time_of_log_snr(schedule: &dyn NoiseSchedule, lambda: f64) -> Result<f64> {
+    let (t0, t1) = schedule.t_range();
+    let (hi, lo) = (schedule.log_snr(t0), schedule.log_snr(t1));
+    let lambda = if lambda > hi && lambda <= hi + LOG_SNR_SLACK {
+        hi
+    } else if lambda < lo && lambda >= lo - LOG_SNR_SLACK {
+        lo
+    } else {
+        lambda
+    };
+    schedule.t_of_log_snr(lambda)
+}

@@ -36,6 +36,7 @@
 mod config;
 mod parse;
 mod parts;
+pub mod replay;
 pub mod timesteps;
 
 pub use config::*;

@@ -1,27 +1,83 @@
 //! # diffuse-solvers — sampling process
 //!
 //! Samplers and solvers of the reverse SDE / probability-flow ODE (survey
-//! §2.3): DDIM, Euler, Heun, DPM-Solver(++), UniPC, DEIS, PNDM, LMS and the
-//! stochastic samplers. Each is a small file whose step computes a
-//! coefficient matrix in f64 and hands it to one fused [`LinComb`] pass of a
-//! [`Backend`] from `diffuse-core`, the only crate of ours this one depends
-//! on.
+//! §2.3): each is a small file whose step computes a coefficient matrix in
+//! f64 ([`Method`]) that the driver ([`SolverState`], [`Sampler`]) hands to
+//! one fused [`LinComb`] pass per stage of a [`Backend`] from `diffuse-core`,
+//! the only crate of ours this one depends on. The conversion of the model
+//! output into `x̂₀` or `ε̂` is folded into that pass.
 //!
-//! This crate is being filled in. A DDIM (η = 0) step in the ε form,
-//! `x_s = (α_s/α_t)·x_t + (σ_s − α_s·σ_t/α_t)·ε̂`, is one fused pass:
+//! Available: DDIM (η = 0), Euler, Heun, DPM-Solver-2 (k-diffusion),
+//! DPM-Solver++(2M), linear multistep. Both APIs exist: [`Sampler`] runs a
+//! [`Denoiser`] in the loop; [`SolverState`] is advanced by a caller that
+//! owns the loop.
 //!
 //! ```
-//! use diffuse_solvers::{Backend, CpuBackend, LinComb, Operand};
+//! use diffuse_solvers::{Backend, CpuBackend, Euler, Marginal, NoiseLevel, SamplingGrid, SolverState};
+//! use diffuse_solvers::Parameterization;
+//! // ε-prediction of an exact model for data x₀ = 0: ε̂ = x/σ.
+//! struct Eps;
+//! impl Parameterization for Eps {
+//!     fn name(&self) -> &str { "epsilon" }
+//!     fn x0_map(&self, m: Marginal) -> diffuse_solvers::Result<diffuse_solvers::Affine> {
+//!         Ok(diffuse_solvers::Affine { a: 1.0 / m.alpha, b: -m.sigma / m.alpha })
+//!     }
+//! }
 //! let cpu = CpuBackend::new();
-//! let mut x = cpu.upload(&[1, 2], &[1.0, -1.0])?;
-//! let eps = cpu.upload(&[1, 2], &[0.5, 0.5])?;
-//! let ((a_t, s_t), (a_s, s_s)) = ((0.6f64, 0.8f64), (0.8f64, 0.6f64));
-//! let mut step = LinComb::new(&[Operand::Output(0), Operand::Input(0)], 1)?;
-//! step.set(0, 0, a_s / a_t)?.set(0, 1, s_s - a_s * s_t / a_t)?;
-//! cpu.lincomb(&step, &[&eps], &mut [&mut x])?;
-//! let x = cpu.to_host(&x)?;
-//! assert!((x[0] - (4.0 / 3.0 - 0.5 * 7.0 / 15.0)).abs() < 1e-6);
+//! let level = |a: f64, s: f64| NoiseLevel { t: 0.0, marginal: Marginal { alpha: a, sigma: s } };
+//! let grid = SamplingGrid::Shared(vec![level(0.6, 0.8), level(0.8, 0.6), level(1.0, 0.0)]);
+//! let schedule = diffuse_solvers::VeSchedule;
+//! let mut x = cpu.upload(&[1, 2], &[0.8, -1.6])?;
+//! let mut state = SolverState::new(&cpu, &Euler, &schedule, &grid, &x)?;
+//! while !state.is_done() {
+//!     let sigma = state.request()[0].marginal.sigma;
+//!     let xin = cpu.to_host(state.model_input(&x))?;
+//!     let out = cpu.upload(&[1, 2], &xin.iter().map(|v| v / sigma as f32).collect::<Vec<_>>())?;
+//!     state.advance(&cpu, &Eps, &mut x, &out)?;
+//! }
+//! // The exact denoiser for x₀ = 0 lands on 0.
+//! assert!(cpu.to_host(&x)?.iter().all(|v| v.abs() < 1e-6));
 //! # Ok::<(), diffuse_solvers::Error>(())
 //! ```
 
-pub use diffuse_core::{Backend, CpuBackend, Error, LinComb, Operand, Result, Solver};
+mod driver;
+mod method;
+pub mod ode;
+
+pub use diffuse_core::{
+    Affine, Backend, CpuBackend, Denoiser, Error, LinComb, Marginal, NoiseLevel, Operand,
+    Parameterization, Result, SampleReport, SamplingGrid, Solver,
+};
+pub use driver::{Sampler, SolverState, run};
+pub use method::{Combination, Method, Prediction, StepContext};
+pub use ode::{Ddim, Dpm2, DpmPp2M, Euler, Heun, Lms};
+
+/// The variance-exploding schedule `α = 1`, `σ = t` on `t ∈ [0, ∞)`: the
+/// noise levels of k-diffusion, for grids given directly in σ.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct VeSchedule;
+
+impl diffuse_core::NoiseSchedule for VeSchedule {
+    fn name(&self) -> &str {
+        "ve-sigma"
+    }
+    fn t_range(&self) -> (f64, f64) {
+        (0.0, f64::INFINITY)
+    }
+    fn alpha(&self, _t: f64) -> f64 {
+        1.0
+    }
+    fn sigma(&self, t: f64) -> f64 {
+        t
+    }
+    /// `σ = e^{−λ/2}`.
+    fn t_of_log_snr(&self, lambda: f64) -> Result<f64> {
+        if lambda.is_nan() {
+            return Err(Error::InvalidArgument {
+                name: "log-SNR",
+                reason: "NaN".into(),
+            });
+        }
+        Ok((-0.5 * lambda).exp())
+    }
+}

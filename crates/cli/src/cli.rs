@@ -26,6 +26,33 @@ pub enum Command {
     /// diffusers scheduler_config.json or of a built-in schedule; --plot
     /// draws log-SNR against time for every built-in schedule.
     Schedule(ScheduleArgs),
+    /// Reproduce one run of diffusers or k-diffusion from its case file
+    /// (conformance format: config or sampler, σ grid, z, mixture) with
+    /// diffuse's solver and the exact mixture denoiser.
+    Replay(ReplayArgs),
+    /// Measure the convergence order of every deterministic solver on a
+    /// Gaussian-mixture problem with the exact denoiser.
+    Orders(OrdersArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// The case file (JSON; Python's NaN/Infinity tokens are accepted).
+    pub case: PathBuf,
+    /// Write {"timesteps", "sigmas", "x", "nfe"} here instead of printing
+    /// the error against the case's x_final.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Replace --out if it exists.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct OrdersArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
 }
 
 #[derive(Debug, Args)]
@@ -169,6 +196,8 @@ pub fn run(cli: Cli) -> CliResult<()> {
         Command::Noise(args) => crate::noise::run(args),
         Command::Bench(BenchCommand::Step(args)) => crate::bench::step(args),
         Command::Schedule(args) => crate::schedule::run(&args),
+        Command::Replay(args) => crate::replay::run(&args),
+        Command::Orders(args) => crate::orders::run(&args),
     }
 }
 

@@ -2,15 +2,19 @@
 //!
 //! Subcommands: `noise` writes the public noise stream, `bench step`
 //! measures the fused step on this machine, `schedule` prints the inference
-//! grid of a diffusers scheduler config or a built-in schedule. Errors are one line on stderr
+//! grid of a diffusers scheduler config or a built-in schedule, `replay`
+//! reproduces a recorded diffusers / k-diffusion run, `orders` measures the
+//! solvers' convergence orders. Errors are one line on stderr
 //! and a non-zero exit status.
 
 mod bench;
 mod cli;
 mod error;
 mod noise;
+mod orders;
 mod output;
 mod plot;
+mod replay;
 mod schedule;
 
 use clap::Parser;

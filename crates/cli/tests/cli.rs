@@ -279,3 +279,52 @@ fn schedule_builtin_plot_and_errors() {
         "/nonexistent/x.json",
     );
 }
+
+#[test]
+fn replay_reproduces_a_case_and_writes_results() {
+    let case = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../conformance/heun_sd_10.json");
+    let case = case.to_str().unwrap();
+    let o = diffuse(&["replay", case]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout).to_string();
+    let err: f64 = text.rsplit("= ").next().unwrap().trim().parse().unwrap();
+    assert!(err < 1e-4, "{text}");
+    assert!(text.contains("nfe 19 (recorded 19)"), "{text}");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("result.json");
+    let out = out.to_str().unwrap();
+    let o = diffuse(&["replay", case, "--out", out]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out).unwrap()).unwrap();
+    assert_eq!(v["nfe"], 19);
+    assert_eq!(v["x"].as_array().unwrap().len(), 64);
+    assert_eq!(v["timesteps"].as_array().unwrap().len(), 19);
+    assert_one_line_error(&["replay", case, "--out", out], "exists");
+    assert_one_line_error(
+        &["replay", "/nonexistent/case.json"],
+        "/nonexistent/case.json",
+    );
+}
+
+#[test]
+fn orders_are_measured() {
+    let o = diffuse(&["orders", "--format", "json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    for row in rows.as_array().unwrap() {
+        let name = row["solver"].as_str().unwrap();
+        let expected = row["expected"].as_f64().unwrap();
+        let measured = row["order"].as_f64().unwrap();
+        // Multistep methods of order > 2 are held back by their lower-order
+        // warm-up and the float32 floor at these step counts: only a lower bound.
+        if expected <= 2.0 {
+            assert!(
+                (measured - expected).abs() < 0.3,
+                "{name}: order {measured}, expected {expected}"
+            );
+        } else {
+            assert!(measured > 2.5, "{name}: order {measured}");
+        }
+    }
+}

@@ -43,6 +43,7 @@
 mod driver;
 mod method;
 pub mod ode;
+mod registry;
 
 pub use diffuse_core::{
     Affine, Backend, CpuBackend, Denoiser, Error, LinComb, Marginal, NoiseLevel, Operand,
@@ -50,6 +51,7 @@ pub use diffuse_core::{
 };
 pub use driver::{Sampler, SolverState, run};
 pub use method::{Combination, Method, Prediction, StepContext};
+pub use registry::{by_name, deterministic_names};
 pub use ode::{Ddim, Dpm2, DpmPp2M, Euler, Heun, Lms};
 
 /// The variance-exploding schedule `α = 1`, `σ = t` on `t ∈ [0, ∞)`: the

@@ -52,3 +52,25 @@ pub fn write_file(
     }
     Ok(())
 }
+
+/// Prints a command's result on stdout: one JSON line, or the text that
+/// `text` writes.
+pub fn print_result<T: serde::Serialize>(
+    format: crate::cli::Format,
+    value: &T,
+    text: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> CliResult<()> {
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let io = |source| CliError::Io {
+        path: "<stdout>".into(),
+        source,
+    };
+    match format {
+        crate::cli::Format::Json => {
+            serde_json::to_writer(&mut out, value)?;
+            writeln!(out).map_err(io)
+        }
+        crate::cli::Format::Text => text(&mut out).map_err(io),
+    }
+}

@@ -10,9 +10,9 @@ use diffuse_diffusers::timesteps::TimestepOptions;
 use diffuse_schedules::{BUILTIN_NAMES, TimeGrid, builtin};
 use serde::Serialize;
 
-use crate::cli::{Format, ScheduleArgs};
+use crate::cli::ScheduleArgs;
 use crate::error::{CliError, CliResult};
-use crate::output::write_file;
+use crate::output::{print_result, write_file};
 use crate::plot::LinePlot;
 
 /// The grid as printed: diffusers' `timesteps` and `sigmas`, and at every
@@ -72,20 +72,7 @@ pub fn run(args: &ScheduleArgs) -> CliResult<()> {
         }
         (None, None) => unreachable!("checked above"),
     };
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
-    let io = |source| CliError::Io {
-        path: "<stdout>".into(),
-        source,
-    };
-    match args.format {
-        Format::Json => {
-            serde_json::to_writer(&mut out, &report)?;
-            writeln!(out).map_err(io)?;
-        }
-        Format::Text => print_table(&mut out, &report).map_err(io)?,
-    }
-    Ok(())
+    print_result(args.format, &report, |out| print_table(out, &report))
 }
 
 fn from_config(path: &std::path::Path, args: &ScheduleArgs) -> CliResult<Report> {
@@ -278,6 +265,7 @@ fn plot_builtins() -> CliResult<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cli::Format;
 
     #[test]
     fn builtin_reports_are_consistent() {

@@ -12,10 +12,13 @@ use diffuse_core::{
 };
 use diffuse_nets::{GaussianMixture, GmmDenoiser};
 use diffuse_param::Sample;
-use diffuse_solvers::{Ddim, Dpm2, DpmPp2M, Euler, Heun, Lms, Method, VeSchedule};
+use diffuse_solvers::{
+    Ddim, Deis, Dpm2, DpmAlgorithm, DpmPp2S, DpmSolverMultistep, DpmSolverSinglestep, Euler, Heun,
+    Lms, Method, Pndm, PndmStart, SecondOrder, SinglestepStages, UniPc, UniPcVariant, VeSchedule,
+};
 use serde_json::Value;
 
-use crate::config::{AlgorithmType, SchedulerClass, SchedulerConfig, SolverType};
+use crate::config::{AlgorithmType, PredictionType, SchedulerClass, SchedulerConfig, SolverType};
 use crate::parse::json_f64;
 use crate::timesteps::TimestepOptions;
 
@@ -70,6 +73,74 @@ fn step_sigmas(sigmas: &[f64]) -> Vec<f64> {
     out
 }
 
+/// PNDM's grid: the distinct timesteps its steps start from, then the level
+/// the last step ends at. diffusers evaluates the model at the listed
+/// timesteps (PLMS lists the second one twice: the pseudo-Heun first step
+/// evaluates it at two states; the Runge–Kutta start lists the three
+/// midpoints `t − r/2`, `r = T/N`) and moves each step from `t` to
+/// `t − r` (to `final_alpha_cumprod` below 0), so the grid is exact only
+/// when consecutive step timesteps are `r` apart (leading and trailing
+/// spacing; not linspace, where the model would be evaluated at a level
+/// the state is not at) and, for the Runge–Kutta start, `r` is even.
+fn pndm_levels(
+    config: &SchedulerConfig,
+    timesteps: &[f64],
+    steps: usize,
+) -> Result<Vec<NoiseLevel>> {
+    let ratio = (config.num_train_timesteps / steps.max(1)) as f64;
+    let unsupported = |why: String| Error::Unsupported(format!("replaying PNDMScheduler {why}"));
+    let mut ts = step_sigmas(timesteps);
+    if !config.solver.skip_prk_steps {
+        // [d, c + r/2, c, b + r/2, b, a + r/2, a, …] → [d, c, b, a, …].
+        if steps < 4 || ratio % 2.0 != 0.0 || ts.len() < 7 {
+            return Err(unsupported(format!(
+                "with the Runge–Kutta start on {steps} steps of {ratio} timesteps (needs at least 4 steps of an even number)"
+            )));
+        }
+        for k in [5, 3, 1] {
+            if ts[k] != 0.5 * (ts[k - 1] + ts[k + 1]) {
+                return Err(unsupported(format!(
+                    "with the Runge–Kutta start: {} is not the midpoint of {} and {}",
+                    ts[k],
+                    ts[k - 1],
+                    ts[k + 1]
+                )));
+            }
+            ts.remove(k);
+        }
+    }
+    if let Some(w) = ts.windows(2).find(|w| w[0] - ratio != w[1]) {
+        return Err(unsupported(format!(
+            "on timesteps {} → {}: diffusers steps to t − {ratio}, not to the next timestep",
+            w[0], w[1]
+        )));
+    }
+    let acp = config.alphas_cumprod()?;
+    let final_acp = if config.solver.set_alpha_to_one {
+        1.0
+    } else {
+        acp[0]
+    };
+    let level = |t: f64| -> Result<NoiseLevel> {
+        let a = if t >= 0.0 {
+            *acp.get(t as usize)
+                .ok_or_else(|| bad("timesteps", format!("{t} is past the ᾱ table")))?
+        } else {
+            final_acp
+        };
+        Ok(NoiseLevel {
+            t: t.max(0.0),
+            marginal: Marginal::new(a.sqrt(), (1.0 - a).sqrt())?,
+        })
+    };
+    let last = ts
+        .last()
+        .copied()
+        .ok_or_else(|| bad("timesteps", "empty"))?;
+    ts.push(last - ratio);
+    ts.into_iter().map(level).collect()
+}
+
 /// The method diffusers' scheduler runs, for the classes and settings
 /// implemented so far.
 fn diffusers_method(config: &SchedulerConfig) -> Result<Box<dyn Method>> {
@@ -91,22 +162,136 @@ fn diffusers_method(config: &SchedulerConfig) -> Result<Box<dyn Method>> {
         SchedulerClass::HeunDiscrete => Box::new(Heun),
         SchedulerClass::LmsDiscrete => Box::new(Lms::default()),
         SchedulerClass::Kdpm2Discrete => Box::new(Dpm2),
-        SchedulerClass::DpmSolverMultistep
-            if s.solver_order == 2
-                && s.algorithm_type == Some(AlgorithmType::DpmSolverPlusPlus)
-                && s.solver_type == Some(SolverType::Midpoint)
-                && !s.euler_at_final =>
-        {
-            Box::new(DpmPp2M {
-                lower_order_final: s.lower_order_final,
-            })
+        // Both classes share `step` (warm-up, lower_order_final,
+        // euler_at_final, a first-order step to σ = 0) and the updates.
+        SchedulerClass::DpmSolverMultistep | SchedulerClass::EdmDpmSolverMultistep => {
+            if s.thresholding {
+                return Err(Error::Unsupported(format!(
+                    "replaying {} with thresholding (not a linear update) is not implemented",
+                    config.class.class_name()
+                )));
+            }
+            let algorithm = match s.algorithm_type {
+                None | Some(AlgorithmType::DpmSolverPlusPlus) => DpmAlgorithm::DataPrediction,
+                Some(AlgorithmType::DpmSolver) => DpmAlgorithm::NoisePrediction,
+                _ => return Err(unsupported()),
+            };
+            let solver_type = match s.solver_type {
+                None | Some(SolverType::Midpoint) => SecondOrder::Midpoint,
+                Some(SolverType::Heun) => SecondOrder::Heun,
+                _ => return Err(unsupported()),
+            };
+            let mut method = DpmSolverMultistep::new(s.solver_order, algorithm, solver_type)
+                .map_err(|_| unsupported())?;
+            method.lower_order_final = s.lower_order_final;
+            method.euler_at_final = s.euler_at_final;
+            Box::new(method)
         }
-        _ => return Err(unsupported()),
+        // Blocks of solver_order grid steps whose levels are the stages;
+        // the method applies diffusers' order list (lower_order_final
+        // forced on by an uneven step count or a final σ = 0).
+        SchedulerClass::DpmSolverSinglestep => {
+            if s.thresholding {
+                return Err(Error::Unsupported(format!(
+                    "replaying {} with thresholding (not a linear update) is not implemented",
+                    config.class.class_name()
+                )));
+            }
+            let algorithm = match s.algorithm_type {
+                None | Some(AlgorithmType::DpmSolverPlusPlus) => DpmAlgorithm::DataPrediction,
+                Some(AlgorithmType::DpmSolver) => DpmAlgorithm::NoisePrediction,
+                _ => return Err(unsupported()),
+            };
+            let solver_type = match s.solver_type {
+                None | Some(SolverType::Midpoint) => SecondOrder::Midpoint,
+                Some(SolverType::Heun) => SecondOrder::Heun,
+                _ => return Err(unsupported()),
+            };
+            Box::new(
+                DpmSolverSinglestep::new(
+                    s.solver_order,
+                    algorithm,
+                    solver_type,
+                    SinglestepStages::Grid {
+                        lower_order_final: s.lower_order_final,
+                    },
+                )
+                .map_err(|_| unsupported())?,
+            )
+        }
+        SchedulerClass::UniPcMultistep => {
+            if s.thresholding {
+                return Err(Error::Unsupported(format!(
+                    "replaying {} with thresholding (not a linear update) is not implemented",
+                    config.class.class_name()
+                )));
+            }
+            let variant = match s.solver_type {
+                Some(SolverType::Bh1) => UniPcVariant::Bh1,
+                None | Some(SolverType::Bh2) => UniPcVariant::Bh2,
+                _ => return Err(unsupported()),
+            };
+            let mut method = UniPc::new(s.solver_order, variant).map_err(|_| unsupported())?;
+            method.predict_x0 = s.predict_x0;
+            method.lower_order_final = s.lower_order_final;
+            method.disable_corrector = s.disable_corrector.clone();
+            Box::new(method)
+        }
+        // diffusers maps every other algorithm_type / solver_type of DEIS
+        // to deis / logrho when parsing.
+        SchedulerClass::DeisMultistep => {
+            if s.thresholding {
+                return Err(Error::Unsupported(format!(
+                    "replaying {} with thresholding (not a linear update) is not implemented",
+                    config.class.class_name()
+                )));
+            }
+            if !matches!(s.algorithm_type, None | Some(AlgorithmType::Deis))
+                || !matches!(s.solver_type, None | Some(SolverType::LogRho))
+            {
+                return Err(unsupported());
+            }
+            Box::new(Deis::new(s.solver_order, s.lower_order_final).map_err(|_| unsupported())?)
+        }
+        // diffusers' PNDM combines the raw model outputs and converts the
+        // combination to ε̂ with the step's start (x, ᾱ): for
+        // v-prediction that is not the multistep method on ε̂.
+        SchedulerClass::Pndm => {
+            if config.prediction_type != PredictionType::Epsilon {
+                return Err(Error::Unsupported(format!(
+                    "replaying PNDMScheduler with prediction_type '{}' (diffusers converts the combined output at the step start) is not implemented",
+                    config.prediction_type.as_str()
+                )));
+            }
+            Box::new(Pndm::new(if s.skip_prk_steps {
+                PndmStart::PseudoHeun
+            } else {
+                PndmStart::RungeKutta
+            }))
+        }
     })
 }
 
 /// k-diffusion's sampler `name`, for the samplers implemented so far.
 fn kdiffusion_method(name: &str, kwargs: &Value) -> Result<Box<dyn Method>> {
+    if name.strip_prefix("sample_").unwrap_or(name) == "dpmpp_3m_sde" {
+        // At eta = 0 the SDE sampler is DPM-Solver++(3M), Heun form for
+        // its warm-up step, first order only to σ = 0.
+        deterministic_kwargs(name, kwargs)?;
+        return Ok(Box::new(DpmSolverMultistep {
+            order: 3,
+            algorithm: DpmAlgorithm::DataPrediction,
+            solver_type: SecondOrder::Heun,
+            lower_order_final: false,
+            euler_at_final: false,
+        }));
+    }
+    if name.strip_prefix("sample_").unwrap_or(name) == "dpmpp_2s_ancestral" {
+        // At eta = 0 (σ_down = σ′, no noise) the ancestral sampler is
+        // DPM-Solver++(2S).
+        deterministic_kwargs(name, kwargs)?;
+        return Ok(Box::new(DpmPp2S));
+    }
     if kwargs.as_object().is_some_and(|o| !o.is_empty()) {
         return Err(Error::Unsupported(format!(
             "k-diffusion sampler arguments {kwargs} are not replayed yet"
@@ -117,8 +302,12 @@ fn kdiffusion_method(name: &str, kwargs: &Value) -> Result<Box<dyn Method>> {
         "euler" => Box::new(Euler),
         "heun" => Box::new(Heun),
         "dpm_2" => Box::new(Dpm2),
-        "dpmpp_2m" => Box::new(DpmPp2M {
+        "dpmpp_2m" => Box::new(DpmSolverMultistep {
+            order: 2,
+            algorithm: DpmAlgorithm::DataPrediction,
+            solver_type: SecondOrder::Midpoint,
             lower_order_final: false,
+            euler_at_final: false,
         }),
         "lms" => Box::new(Lms::default()),
         other => {
@@ -127,6 +316,37 @@ fn kdiffusion_method(name: &str, kwargs: &Value) -> Result<Box<dyn Method>> {
             )));
         }
     })
+}
+
+/// Checks the arguments of a k-diffusion SDE sampler that is replayable
+/// only when deterministic: `eta` must be given and 0 (the samplers'
+/// default is 1); `s_noise` scales noise that is then never drawn.
+fn deterministic_kwargs(name: &str, kwargs: &Value) -> Result<()> {
+    let empty = serde_json::Map::new();
+    let args = match kwargs {
+        Value::Null => &empty,
+        Value::Object(o) => o,
+        other => return Err(bad("sampler_kwargs", format!("{other} is not an object"))),
+    };
+    for (key, value) in args {
+        match key.as_str() {
+            "eta" | "s_noise" => {
+                json_f64(value).ok_or_else(|| bad("sampler_kwargs", format!("{key} = {value}")))?;
+            }
+            _ => {
+                return Err(Error::Unsupported(format!(
+                    "k-diffusion {name} argument {key} is not replayed yet"
+                )));
+            }
+        }
+    }
+    if args.get("eta").and_then(json_f64) == Some(0.0) {
+        Ok(())
+    } else {
+        Err(Error::Unsupported(format!(
+            "{name} with eta ≠ 0: stochastic samplers are not replayable yet"
+        )))
+    }
 }
 
 /// Replays the case `case` (a parsed conformance JSON file) on the CPU.
@@ -246,8 +466,12 @@ fn replay_diffusers(
             };
             (grid, s.clone())
         }
+        None if config.class == SchedulerClass::Pndm => (
+            SamplingGrid::Shared(pndm_levels(&config, &inference.timesteps, steps)?),
+            Vec::new(),
+        ),
         None => {
-            // DDIM / PNDM: ᾱ at each timestep, then the final ᾱ.
+            // DDIM: ᾱ at each timestep, then the final ᾱ.
             let mut levels = Vec::with_capacity(inference.timesteps.len() + 1);
             for (i, &t) in inference.timesteps.iter().enumerate() {
                 levels.push(NoiseLevel {

@@ -41,6 +41,7 @@ fn conformance_runs_are_reproduced() {
         passed.len(),
         pending.len()
     );
-    // Every solver implemented so far is covered; the count only grows.
-    assert!(passed.len() >= 16, "{passed:?}");
+    // Every case of the folder is reproduced.
+    assert!(pending.is_empty(), "not replayable: {pending:?}");
+    assert_eq!(passed.len(), 23);
 }

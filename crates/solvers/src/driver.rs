@@ -1,7 +1,9 @@
 //! The driver shared by every method: the step-by-step [`SolverState`] a
 //! caller can advance itself, and [`Sampler`], which runs it with a model in
-//! the loop. Buffers are allocated once when a run starts; each stage is one
-//! fused `lincomb`.
+//! the loop. Buffers are allocated once when a run starts (the buffer of a
+//! kept state when the method first keeps one); each stage is one fused
+//! `lincomb`, which also writes the state a method keeps for the next step
+//! ([`Method::keep_state`]).
 
 use diffuse_core::{
     Backend, Condition, Denoiser, Error, LinComb, NoiseLevel, NoiseSchedule, NoiseStream, Operand,
@@ -33,6 +35,10 @@ pub struct SolverState<'a, B: Backend> {
     /// Number of valid history entries and the slot of the newest.
     history_len: usize,
     head: usize,
+    /// The state kept by the previous step ([`Method::keep_state`]).
+    prev: Option<B::Tensor>,
+    /// Whether `prev` holds the state the previous step kept.
+    prev_valid: bool,
     nfe: usize,
 }
 
@@ -84,6 +90,8 @@ impl<'a, B: Backend> SolverState<'a, B> {
             history,
             history_len: 0,
             head: 0,
+            prev: None,
+            prev_valid: false,
             nfe: 0,
         };
         state.begin_step()?;
@@ -197,6 +205,7 @@ impl<'a, B: Backend> SolverState<'a, B> {
             });
         }
         let mut combs = Vec::with_capacity(self.coef_rows());
+        let mut keeps = Vec::new();
         for r in 0..self.coef_rows() {
             let ctx = self.ctx(r);
             let c = if last_stage {
@@ -204,20 +213,45 @@ impl<'a, B: Backend> SolverState<'a, B> {
             } else {
                 self.method.stage_input(&ctx, s + 1)?
             };
-            c.check(self.method.name())?;
-            if c.x_prev != 0.0 {
-                return Err(Error::Unsupported(format!(
-                    "{}: x_(i-1) is not kept by this driver",
-                    self.method.name()
-                )));
-            }
+            self.check_combination(&c)?;
             combs.push(c);
+            if last_stage && let Some(k) = self.method.keep_state(&ctx, self.n_stages())? {
+                self.check_combination(&k)?;
+                keeps.push(k);
+            }
+        }
+        let keep = match keeps.len() {
+            0 => None,
+            n if n == combs.len() => Some(keeps),
+            _ => {
+                return Err(Error::InvalidArgument {
+                    name: "grid",
+                    reason: format!(
+                        "{} keeps a state on some rows only at step {}",
+                        self.method.name(),
+                        self.i
+                    ),
+                });
+            }
+        };
+        if keep.is_some() && self.prev.is_none() {
+            self.prev = Some(backend.zeros(backend.shape(x))?);
         }
         // The prediction is needed later if another stage follows or it is
         // stage 0 of a method with history.
         let keep_pred = !last_stage || (s == 0 && !self.history.is_empty());
-        self.fused_pass(backend, x, out, &maps, &combs, last_stage, keep_pred)?;
+        self.fused_pass(
+            backend,
+            x,
+            out,
+            &maps,
+            &combs,
+            keep.as_deref(),
+            last_stage,
+            keep_pred,
+        )?;
         if last_stage {
+            self.prev_valid = keep.is_some();
             if s == 0 || !self.history.is_empty() {
                 self.push_history();
             }
@@ -233,6 +267,22 @@ impl<'a, B: Backend> SolverState<'a, B> {
         Ok(())
     }
 
+    /// Checks that `c` is finite and only names a kept state if there is one.
+    fn check_combination(&self, c: &Combination) -> Result<()> {
+        c.check(self.method.name())?;
+        if c.x_prev != 0.0 && !self.prev_valid {
+            return Err(Error::InvalidArgument {
+                name: "x_prev",
+                reason: format!(
+                    "{} combines x_(i-1) at step {}, but the previous step kept no state",
+                    self.method.name(),
+                    self.i
+                ),
+            });
+        }
+        Ok(())
+    }
+
     /// Moves `P_0` of this step into the history ring (newest first).
     fn push_history(&mut self) {
         let cap = self.history.len();
@@ -244,8 +294,49 @@ impl<'a, B: Backend> SolverState<'a, B> {
         self.history_len = (self.history_len + 1).min(cap);
     }
 
+    /// Adds the coefficients of `c` over the operand catalogue of
+    /// [`SolverState::fused_pass`] to `dest`.
+    fn add_combination(
+        &self,
+        dest: &mut [f64],
+        c: &Combination,
+        map: diffuse_core::Affine,
+    ) -> Result<()> {
+        let s = self.stage;
+        let n_hist = self.history_len;
+        let (a, b) = (map.a, map.b);
+        let cs = c.stages.get(s).copied().unwrap_or(0.0);
+        dest[0] += c.x;
+        if s == 0 {
+            dest[0] += cs * a;
+        } else {
+            dest[1] += cs * a;
+        }
+        dest[2] += cs * b;
+        for j in 0..s {
+            dest[3 + j] += c.stages.get(j).copied().unwrap_or(0.0);
+        }
+        if c.history.len() > n_hist {
+            return Err(Error::InvalidArgument {
+                name: "history",
+                reason: format!(
+                    "{} asks for {} past predictions, {n_hist} available",
+                    self.method.name(),
+                    c.history.len()
+                ),
+            });
+        }
+        for (k, h) in c.history.iter().enumerate() {
+            dest[3 + s + k] += h;
+        }
+        dest[3 + s + n_hist] += c.x_prev;
+        Ok(())
+    }
+
     /// One `lincomb`: the destination (x for the update, the stage buffer
-    /// otherwise) and, if kept, the new prediction `P_s = a·x_in + b·out`.
+    /// otherwise), if kept the new prediction `P_s = a·x_in + b·out`, and
+    /// the state the method keeps for the next step (`keep`, one
+    /// combination per coefficient row; only with `to_x`).
     #[allow(clippy::too_many_arguments)]
     fn fused_pass(
         &mut self,
@@ -254,49 +345,33 @@ impl<'a, B: Backend> SolverState<'a, B> {
         out: &B::Tensor,
         maps: &[diffuse_core::Affine],
         combs: &[Combination],
+        keep: Option<&[Combination]>,
         to_x: bool,
         keep_pred: bool,
     ) -> Result<()> {
         let s = self.stage;
         let rows = combs.len();
         // Operand catalogue: 0 = x_i, 1 = stage_x (x_in of stages ≥ 1),
-        // 2 = out, 3.. = P_0..P_{s-1}, then H_1..H_h.
+        // 2 = out, 3.. = P_0..P_{s-1}, then H_1..H_h, then the kept x_{i−1}.
         let n_hist = self.history_len;
-        let n = 3 + s + n_hist;
-        let outputs = if keep_pred { 2 } else { 1 };
+        let n = 4 + s + n_hist;
+        let prev_col = n - 1;
+        // Outputs: the destination, then P_s if kept, then the kept state.
+        let pred_slot = keep_pred.then_some(1);
+        let keep_slot = keep.map(|_| 1 + usize::from(keep_pred));
+        let outputs = 1 + usize::from(keep_pred) + usize::from(keep.is_some());
         // coef[row][m][operand]
         let mut coef = vec![vec![vec![0.0f64; n]; outputs]; rows];
         for (r, c) in combs.iter().enumerate() {
-            let (a, b) = (maps[r].a, maps[r].b);
-            let cs = c.stages.get(s).copied().unwrap_or(0.0);
-            let dest = &mut coef[r][0];
-            dest[0] += c.x;
-            if s == 0 {
-                dest[0] += cs * a;
-            } else {
-                dest[1] += cs * a;
-            }
-            dest[2] += cs * b;
-            for j in 0..s {
-                dest[3 + j] += c.stages.get(j).copied().unwrap_or(0.0);
-            }
-            if c.history.len() > n_hist {
-                return Err(Error::InvalidArgument {
-                    name: "history",
-                    reason: format!(
-                        "{} asks for {} past predictions, {n_hist} available",
-                        self.method.name(),
-                        c.history.len()
-                    ),
-                });
-            }
-            for (k, h) in c.history.iter().enumerate() {
-                dest[3 + s + k] += h;
-            }
-            if keep_pred {
-                let p = &mut coef[r][1];
+            self.add_combination(&mut coef[r][0], c, maps[r])?;
+            if let Some(m) = pred_slot {
+                let (a, b) = (maps[r].a, maps[r].b);
+                let p = &mut coef[r][m];
                 p[if s == 0 { 0 } else { 1 }] += a;
                 p[2] += b;
+            }
+            if let (Some(m), Some(k)) = (keep_slot, keep) {
+                self.add_combination(&mut coef[r][m], &k[r], maps[r])?;
             }
         }
         let used: Vec<usize> = (0..n)
@@ -315,10 +390,32 @@ impl<'a, B: Backend> SolverState<'a, B> {
         let hist: Vec<&B::Tensor> = (0..n_hist)
             .map(|k| &self.history[(self.head + k) % cap.max(1)])
             .collect();
+        // The kept state: an output when this pass keeps a new one (its
+        // operand is then its previous value), an input otherwise.
+        let (prev_out, prev_in) = match keep_slot {
+            Some(_) => (self.prev.as_mut(), None),
+            None => (None, self.prev.as_ref()),
+        };
         let mut inputs: Vec<&B::Tensor> = Vec::with_capacity(used.len());
         let mut operands = Vec::with_capacity(used.len());
         for &k in &used {
             let op = match k {
+                k if k == prev_col => match (keep_slot, prev_in) {
+                    (Some(m), _) => Operand::Output(m),
+                    (None, Some(p)) => {
+                        inputs.push(p);
+                        Operand::Input(inputs.len() - 1)
+                    }
+                    (None, None) => {
+                        return Err(Error::InvalidArgument {
+                            name: "x_prev",
+                            reason: format!(
+                                "{} combines x_(i-1), but no state was kept",
+                                self.method.name()
+                            ),
+                        });
+                    }
+                },
                 0 if to_x => Operand::Output(0),
                 1 if !to_x => Operand::Output(0),
                 0 | 1 => {
@@ -356,11 +453,21 @@ impl<'a, B: Backend> SolverState<'a, B> {
                 }
             }
         }
+        let mut targets: Vec<&mut B::Tensor> = Vec::with_capacity(outputs);
+        targets.push(dest);
         if keep_pred {
-            backend.lincomb(&plan, &inputs, &mut [dest, pred_out])
-        } else {
-            backend.lincomb(&plan, &inputs, &mut [dest])
+            targets.push(pred_out);
         }
+        if keep_slot.is_some() {
+            let p = prev_out.ok_or_else(|| {
+                Error::Unsupported(format!(
+                    "{}: the kept state has no buffer",
+                    self.method.name()
+                ))
+            })?;
+            targets.push(p);
+        }
+        backend.lincomb(&plan, &inputs, &mut targets)
     }
 }
 

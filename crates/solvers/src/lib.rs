@@ -7,8 +7,13 @@
 //! the only crate of ours this one depends on. The conversion of the model
 //! output into `x̂₀` or `ε̂` is folded into that pass.
 //!
-//! Available: DDIM (η = 0), Euler, Heun, DPM-Solver-2 (k-diffusion),
-//! DPM-Solver++(2M), linear multistep. Both APIs exist: [`Sampler`] runs a
+//! Available (canonical names in brackets, see [`by_name`]): DDIM η = 0
+//! [ddim], Euler [euler], Heun [heun], DPM-Solver-2 as in k-diffusion
+//! [dpm2], linear multistep [lms], PNDM/PLMS [pndm], iPNDM [ipndm], DEIS
+//! [deis], DPM-Solver multistep and singlestep orders 1–3
+//! [dpm-solver-2m, dpm-solver-3m, dpm-solver-2s, dpm-solver-3s],
+//! DPM-Solver++ 2S/2M/3M [dpmpp-2s, dpmpp-2m, dpmpp-3m], UniPC with the UniC
+//! corrector [unipc]. Both APIs exist: [`Sampler`] (and [`run`]) runs a
 //! [`Denoiser`] in the loop; [`SolverState`] is advanced by a caller that
 //! owns the loop.
 //!
@@ -51,8 +56,11 @@ pub use diffuse_core::{
 };
 pub use driver::{Sampler, SolverState, run};
 pub use method::{Combination, Method, Prediction, StepContext};
+pub use ode::{
+    Ddim, Deis, Dpm2, DpmAlgorithm, DpmPp2S, DpmSolverMultistep, DpmSolverSinglestep, Euler, Heun,
+    IPndm, Lms, Pndm, PndmStart, SecondOrder, SinglestepStages, UniPc, UniPcVariant,
+};
 pub use registry::{by_name, deterministic_names};
-pub use ode::{Ddim, Dpm2, DpmPp2M, Euler, Heun, Lms};
 
 /// The variance-exploding schedule `α = 1`, `σ = t` on `t ∈ [0, ∞)`: the
 /// noise levels of k-diffusion, for grids given directly in σ.

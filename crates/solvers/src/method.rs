@@ -7,7 +7,9 @@
 //! `x_{i+1}`) is a linear combination, with scalar coefficients computed in
 //! f64 on the host, of
 //!
-//! - `x_i`, the state at the start of the step, and `x_{i−1}` if kept;
+//! - `x_i`, the state at the start of the step, and `x_{i−1}`: the state
+//!   the previous step chose to keep ([`Method::keep_state`]; UniPC keeps
+//!   its corrected `x_{i−1}`), written in the same pass as `x_i`;
 //! - `P_0 … P_s`, the predictions of this step's stages so far;
 //! - `H_1 … H_h`, the stage-0 predictions of the previous steps (newest first),
 //!
@@ -34,7 +36,8 @@ pub enum Prediction {
 pub struct Combination {
     /// Coefficient of `x_i`.
     pub x: f64,
-    /// Coefficient of `x_{i−1}` (only for methods that keep it).
+    /// Coefficient of `x_{i−1}`, the state kept by the previous step
+    /// through [`Method::keep_state`] (only for methods that keep one).
     pub x_prev: f64,
     /// Coefficients of this step's predictions `P_0 … P_s`.
     pub stages: Vec<f64>,
@@ -150,4 +153,12 @@ pub trait Method: Send + Sync {
     }
     /// `x_{i+1}` from `x_i`, all stage predictions and the history.
     fn update(&self, ctx: &StepContext<'_>, stages: usize) -> Result<Combination>;
+    /// The state to keep for the next step, where [`Combination::x_prev`]
+    /// names it, as a combination of the same quantities as
+    /// [`Method::update`] (including the state kept before). It is written
+    /// in the same pass as `x_{i+1}`. `None` (the default) keeps nothing,
+    /// and the next step's combinations must not use `x_prev`.
+    fn keep_state(&self, _ctx: &StepContext<'_>, _stages: usize) -> Result<Option<Combination>> {
+        Ok(None)
+    }
 }

@@ -1,33 +1,87 @@
 //! The deterministic solvers by canonical name (the names the command line
-//! takes).
+//! takes), each with its default options.
 
 use diffuse_core::{Error, Result};
 
 use crate::method::Method;
-use crate::ode::{Ddim, Dpm2, DpmPp2M, Euler, Heun, Lms};
+use crate::ode::{
+    Ddim, Deis, Dpm2, DpmAlgorithm, DpmPp2S, DpmSolverMultistep, DpmSolverSinglestep, Euler, Heun,
+    IPndm, Lms, Pndm, SecondOrder, UniPc,
+};
 
 /// Canonical names of the deterministic solvers, in display order.
 pub fn deterministic_names() -> Vec<&'static str> {
-    vec!["ddim", "euler", "heun", "dpm2", "lms", "dpmpp-2m"]
+    vec![
+        "ddim",
+        "euler",
+        "heun",
+        "dpm2",
+        "lms",
+        "pndm",
+        "ipndm",
+        "deis",
+        "dpm-solver-2m",
+        "dpm-solver-3m",
+        "dpm-solver-2s",
+        "dpm-solver-3s",
+        "dpmpp-2s",
+        "dpmpp-2m",
+        "dpmpp-3m",
+        "unipc",
+    ]
 }
 
 /// The deterministic solver called `name`, with its default options.
 pub fn by_name(name: &str) -> Result<Box<dyn Method>> {
+    let multistep = |order, algorithm| -> Result<Box<dyn Method>> {
+        Ok(Box::new(DpmSolverMultistep::new(
+            order,
+            algorithm,
+            SecondOrder::Midpoint,
+        )?))
+    };
+    let singlestep = |order| -> Result<Box<dyn Method>> {
+        Ok(Box::new(DpmSolverSinglestep {
+            order,
+            algorithm: DpmAlgorithm::NoisePrediction,
+            ..DpmSolverSinglestep::default()
+        }))
+    };
     Ok(match name {
         "ddim" => Box::new(Ddim),
         "euler" => Box::new(Euler),
         "heun" => Box::new(Heun),
         "dpm2" => Box::new(Dpm2),
         "lms" => Box::new(Lms::default()),
-        "dpmpp-2m" => Box::new(DpmPp2M::default()),
+        "pndm" => Box::new(Pndm::default()),
+        "ipndm" => Box::new(IPndm::default()),
+        "deis" => Box::new(Deis::default()),
+        "dpm-solver-2m" => multistep(2, DpmAlgorithm::NoisePrediction)?,
+        "dpm-solver-3m" => multistep(3, DpmAlgorithm::NoisePrediction)?,
+        "dpm-solver-2s" => singlestep(2)?,
+        "dpm-solver-3s" => singlestep(3)?,
+        "dpmpp-2s" => Box::new(DpmPp2S),
+        "dpmpp-2m" => multistep(2, DpmAlgorithm::DataPrediction)?,
+        "dpmpp-3m" => multistep(3, DpmAlgorithm::DataPrediction)?,
+        "unipc" => Box::new(UniPc::default()),
         other => {
             return Err(Error::InvalidArgument {
                 name: "solver",
-                reason: format!(
-                    "'{other}'; available: {}",
-                    deterministic_names().join(", ")
-                ),
+                reason: format!("'{other}'; available: {}", deterministic_names().join(", ")),
             });
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_name_builds_the_solver_of_that_name() {
+        for name in deterministic_names() {
+            assert_eq!(by_name(name).unwrap().name(), name);
+        }
+        assert!(by_name("nope").is_err());
+    }
 }

@@ -8,18 +8,28 @@
 //! k-diffusion updates written for `x̃` carry a factor `α′/α`.
 
 mod ddim;
+mod deis;
 mod dpm2;
-mod dpmpp_2m;
+mod dpm_multistep;
+mod dpm_singlestep;
+mod dpmpp_2s;
 mod euler;
 mod heun;
 mod lms;
+mod pndm;
+mod unipc;
 
 pub use ddim::Ddim;
+pub use deis::Deis;
+pub use dpm_multistep::{DpmAlgorithm, DpmSolverMultistep, SecondOrder};
+pub use dpm_singlestep::{DpmSolverSinglestep, SinglestepStages};
 pub use dpm2::Dpm2;
-pub use dpmpp_2m::DpmPp2M;
+pub use dpmpp_2s::DpmPp2S;
 pub use euler::Euler;
 pub use heun::Heun;
 pub use lms::Lms;
+pub use pndm::{IPndm, Pndm, PndmStart};
+pub use unipc::{UniPc, UniPcVariant};
 
 use diffuse_core::Marginal;
 

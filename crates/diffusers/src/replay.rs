@@ -154,6 +154,13 @@ fn diffusers_method(config: &SchedulerConfig) -> Result<Box<dyn Method>> {
             s.solver_type
         ))
     };
+    // Thresholding clips x̂₀ per row: not a linear update, not replayed yet.
+    if s.thresholding {
+        return Err(Error::Unsupported(format!(
+            "replaying {} with thresholding (not a linear update) is not implemented",
+            config.class.class_name()
+        )));
+    }
     Ok(match config.class {
         // Flow matching's Euler step x′ = x + (σ′ − σ)·(ε̂ − x̂₀) is
         // α′·x̂₀ + σ′·ε̂, the DDIM step, which stays defined at α = 0.
@@ -165,22 +172,7 @@ fn diffusers_method(config: &SchedulerConfig) -> Result<Box<dyn Method>> {
         // Both classes share `step` (warm-up, lower_order_final,
         // euler_at_final, a first-order step to σ = 0) and the updates.
         SchedulerClass::DpmSolverMultistep | SchedulerClass::EdmDpmSolverMultistep => {
-            if s.thresholding {
-                return Err(Error::Unsupported(format!(
-                    "replaying {} with thresholding (not a linear update) is not implemented",
-                    config.class.class_name()
-                )));
-            }
-            let algorithm = match s.algorithm_type {
-                None | Some(AlgorithmType::DpmSolverPlusPlus) => DpmAlgorithm::DataPrediction,
-                Some(AlgorithmType::DpmSolver) => DpmAlgorithm::NoisePrediction,
-                _ => return Err(unsupported()),
-            };
-            let solver_type = match s.solver_type {
-                None | Some(SolverType::Midpoint) => SecondOrder::Midpoint,
-                Some(SolverType::Heun) => SecondOrder::Heun,
-                _ => return Err(unsupported()),
-            };
+            let (algorithm, solver_type) = dpm_options(s).ok_or_else(unsupported)?;
             let mut method = DpmSolverMultistep::new(s.solver_order, algorithm, solver_type)
                 .map_err(|_| unsupported())?;
             method.lower_order_final = s.lower_order_final;
@@ -191,22 +183,7 @@ fn diffusers_method(config: &SchedulerConfig) -> Result<Box<dyn Method>> {
         // the method applies diffusers' order list (lower_order_final
         // forced on by an uneven step count or a final σ = 0).
         SchedulerClass::DpmSolverSinglestep => {
-            if s.thresholding {
-                return Err(Error::Unsupported(format!(
-                    "replaying {} with thresholding (not a linear update) is not implemented",
-                    config.class.class_name()
-                )));
-            }
-            let algorithm = match s.algorithm_type {
-                None | Some(AlgorithmType::DpmSolverPlusPlus) => DpmAlgorithm::DataPrediction,
-                Some(AlgorithmType::DpmSolver) => DpmAlgorithm::NoisePrediction,
-                _ => return Err(unsupported()),
-            };
-            let solver_type = match s.solver_type {
-                None | Some(SolverType::Midpoint) => SecondOrder::Midpoint,
-                Some(SolverType::Heun) => SecondOrder::Heun,
-                _ => return Err(unsupported()),
-            };
+            let (algorithm, solver_type) = dpm_options(s).ok_or_else(unsupported)?;
             Box::new(
                 DpmSolverSinglestep::new(
                     s.solver_order,
@@ -220,12 +197,6 @@ fn diffusers_method(config: &SchedulerConfig) -> Result<Box<dyn Method>> {
             )
         }
         SchedulerClass::UniPcMultistep => {
-            if s.thresholding {
-                return Err(Error::Unsupported(format!(
-                    "replaying {} with thresholding (not a linear update) is not implemented",
-                    config.class.class_name()
-                )));
-            }
             let variant = match s.solver_type {
                 Some(SolverType::Bh1) => UniPcVariant::Bh1,
                 None | Some(SolverType::Bh2) => UniPcVariant::Bh2,
@@ -240,12 +211,6 @@ fn diffusers_method(config: &SchedulerConfig) -> Result<Box<dyn Method>> {
         // diffusers maps every other algorithm_type / solver_type of DEIS
         // to deis / logrho when parsing.
         SchedulerClass::DeisMultistep => {
-            if s.thresholding {
-                return Err(Error::Unsupported(format!(
-                    "replaying {} with thresholding (not a linear update) is not implemented",
-                    config.class.class_name()
-                )));
-            }
             if !matches!(s.algorithm_type, None | Some(AlgorithmType::Deis))
                 || !matches!(s.solver_type, None | Some(SolverType::LogRho))
             {
@@ -270,6 +235,23 @@ fn diffusers_method(config: &SchedulerConfig) -> Result<Box<dyn Method>> {
             }))
         }
     })
+}
+
+/// diffusers' `algorithm_type` / `solver_type` of the DPM-Solver classes
+/// (absent: `dpmsolver++`, `midpoint`); `None` for the SDE variants and the
+/// solver types of other classes.
+fn dpm_options(s: &crate::config::SolverSettings) -> Option<(DpmAlgorithm, SecondOrder)> {
+    let algorithm = match s.algorithm_type {
+        None | Some(AlgorithmType::DpmSolverPlusPlus) => DpmAlgorithm::DataPrediction,
+        Some(AlgorithmType::DpmSolver) => DpmAlgorithm::NoisePrediction,
+        _ => return None,
+    };
+    let solver_type = match s.solver_type {
+        None | Some(SolverType::Midpoint) => SecondOrder::Midpoint,
+        Some(SolverType::Heun) => SecondOrder::Heun,
+        _ => return None,
+    };
+    Some((algorithm, solver_type))
 }
 
 /// k-diffusion's sampler `name`, for the samplers implemented so far.

@@ -149,7 +149,8 @@ impl LinComb {
         Self::build(operands, outputs, Some(rows))
     }
 
-    fn build(operands: &[Operand], outputs: usize, rows: Option<usize>) -> Result<Self> {
+    /// Checks the sizes of a plan reading `operands` into `outputs` outputs.
+    fn check_layout(operands: &[Operand], outputs: usize) -> Result<()> {
         let k = operands.len();
         if !(1..=MAX_INPUTS).contains(&k) {
             return Err(Error::InvalidPlan(format!(
@@ -170,11 +171,20 @@ impl LinComb {
                 )));
             }
         }
-        let count = rows
-            .unwrap_or(1)
+        Ok(())
+    }
+
+    /// The number of coefficients of `rows` rows of `outputs × k`.
+    fn coefficient_count(rows: Option<usize>, outputs: usize, k: usize) -> Result<usize> {
+        rows.unwrap_or(1)
             .checked_mul(outputs * k)
             .filter(|&c| c.checked_mul(8).is_some())
-            .ok_or_else(|| Error::InvalidPlan(format!("{rows:?} rows overflow the plan size")))?;
+            .ok_or_else(|| Error::InvalidPlan(format!("{rows:?} rows overflow the plan size")))
+    }
+
+    fn build(operands: &[Operand], outputs: usize, rows: Option<usize>) -> Result<Self> {
+        Self::check_layout(operands, outputs)?;
+        let count = Self::coefficient_count(rows, outputs, operands.len())?;
         let mut coef = Vec::new();
         coef.try_reserve_exact(count)
             .map_err(|_| Error::OutOfMemory { bytes: count * 8 })?;
@@ -188,17 +198,47 @@ impl LinComb {
         })
     }
 
+    /// Re-targets the plan to read `operands` into `outputs` outputs,
+    /// keeping its rows and its noise draw; every coefficient is zero
+    /// afterwards. It reuses the plan's buffers, so it allocates only when
+    /// the new layout is larger than every layout the plan had before: a
+    /// loop whose stages differ in layout builds its plan once at the
+    /// largest size (e.g. [`MAX_INPUTS`] operands into [`MAX_OUTPUTS`]
+    /// outputs) and re-targets it at each stage without allocating.
+    pub fn reconfigure(&mut self, operands: &[Operand], outputs: usize) -> Result<&mut Self> {
+        Self::check_layout(operands, outputs)?;
+        let count = Self::coefficient_count(self.rows, outputs, operands.len())?;
+        if count > self.coef.capacity() {
+            self.coef
+                .try_reserve_exact(count - self.coef.len())
+                .map_err(|_| Error::OutOfMemory { bytes: count * 8 })?;
+        }
+        self.operands.clear();
+        self.operands.extend_from_slice(operands);
+        self.outputs = outputs;
+        self.coef.clear();
+        self.coef.resize(count, 0.0);
+        if let Some(term) = self.noise.as_mut() {
+            term.coef.clear();
+            term.coef.resize(self.rows.unwrap_or(1) * outputs, 0.0);
+        }
+        Ok(self)
+    }
+
     /// Adds a noise term drawn from `stream`, element `offset + i` for flat
     /// index `i` (use `offset` = first row × row length when a shard of a
     /// larger batch is processed, so the shard sees the same noise). Its
     /// coefficients start at zero.
     pub fn with_noise(mut self, stream: NoiseStream, offset: u64) -> Self {
-        // Smaller than the coefficient matrix, which was allocated already.
+        // Smaller than the coefficient matrix, which was allocated already;
+        // room for every output count, so `reconfigure` never grows it.
         let r = self.rows.unwrap_or(1);
+        let mut coef = Vec::with_capacity(r * MAX_OUTPUTS);
+        coef.resize(r * self.outputs, 0.0);
         self.noise = Some(NoiseTerm {
             stream,
             offset,
-            coef: vec![0.0; r * self.outputs],
+            coef,
         });
         self
     }

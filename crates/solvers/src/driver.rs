@@ -1,16 +1,24 @@
 //! The driver shared by every method: the step-by-step [`SolverState`] a
 //! caller can advance itself, and [`Sampler`], which runs it with a model in
-//! the loop. Buffers are allocated once when a run starts (the buffer of a
-//! kept state when the method first keeps one); each stage is one fused
-//! `lincomb`, which also writes the state a method keeps for the next step
-//! ([`Method::keep_state`]).
+//! the loop. Buffers, host scratch and the `lincomb` plan are allocated
+//! once when a run starts, so the loop itself allocates nothing (a test
+//! counts); each stage is one fused `lincomb`, which also writes the state
+//! a method keeps for the next step ([`Method::keep_state`]).
 
+use arrayvec::ArrayVec;
 use diffuse_core::{
-    Backend, Condition, Denoiser, Error, LinComb, NoiseLevel, NoiseSchedule, NoiseStream, Operand,
-    Parameterization, Result, SampleReport, SamplingGrid, Solver,
+    Affine, Backend, Condition, Denoiser, Error, LinComb, MAX_INPUTS, MAX_OUTPUTS, NoiseLevel,
+    NoiseSchedule, NoiseStream, Operand, Parameterization, Result, SampleReport, SamplingGrid,
+    Solver,
 };
 
-use crate::method::{Combination, Method, Prediction, StepContext};
+use crate::method::{
+    Combination, MAX_HISTORY, MAX_STAGES, Method, Prediction, StageLevels, StepContext,
+};
+
+/// The operand catalogue of a pass: `x_i`, the stage buffer, the model
+/// output, `P_0 … P_{s−1}`, `H_1 … H_h` and the kept state.
+const CATALOGUE: usize = 4 + MAX_STAGES + MAX_HISTORY;
 
 /// A sampling run in progress, advanced by the caller: ask where the model
 /// must be evaluated ([`SolverState::request`], [`SolverState::model_input`]),
@@ -26,7 +34,7 @@ pub struct SolverState<'a, B: Backend> {
     /// The stage whose model output is awaited.
     stage: usize,
     /// Stage levels 1.. of the current step, per row (one entry if shared).
-    stage_levels: Vec<Vec<NoiseLevel>>,
+    stage_levels: Vec<StageLevels>,
     /// Levels of the pending model call, one per row.
     request: Vec<NoiseLevel>,
     stage_x: B::Tensor,
@@ -40,6 +48,14 @@ pub struct SolverState<'a, B: Backend> {
     /// Whether `prev` holds the state the previous step kept.
     prev_valid: bool,
     nfe: usize,
+    /// Per-pass scratch, allocated once: the prediction maps and the
+    /// combinations of each coefficient row, the coefficient table
+    /// `[row][output][catalogue operand]`, and the plan handed to the backend.
+    maps: Vec<Affine>,
+    combs: Vec<Combination>,
+    keeps: Vec<Combination>,
+    coef: Vec<f64>,
+    plan: LinComb,
 }
 
 impl<'a, B: Backend> SolverState<'a, B> {
@@ -68,6 +84,14 @@ impl<'a, B: Backend> SolverState<'a, B> {
             });
         }
         let max_stages = method.nfe_per_step().max(1);
+        if max_stages > MAX_STAGES || method.history() > MAX_HISTORY {
+            return Err(Error::Unsupported(format!(
+                "{}: {max_stages} evaluations per step and {} past predictions; the driver \
+                 supports at most {MAX_STAGES} and {MAX_HISTORY}",
+                method.name(),
+                method.history()
+            )));
+        }
         let mut preds = Vec::with_capacity(max_stages);
         for _ in 0..max_stages {
             preds.push(backend.zeros(&shape)?);
@@ -76,6 +100,14 @@ impl<'a, B: Backend> SolverState<'a, B> {
         for _ in 0..method.history() {
             history.push(backend.zeros(&shape)?);
         }
+        let coef_rows = if grid.is_shared() { 1 } else { rows };
+        // The plan at its largest layout, so re-targeting never allocates.
+        let widest: Vec<Operand> = (0..MAX_INPUTS).map(Operand::Input).collect();
+        let plan = if grid.is_shared() {
+            LinComb::new(&widest, MAX_OUTPUTS)?
+        } else {
+            LinComb::per_row(&widest, MAX_OUTPUTS, rows)?
+        };
         let mut state = Self {
             method,
             schedule,
@@ -83,16 +115,25 @@ impl<'a, B: Backend> SolverState<'a, B> {
             rows,
             i: 0,
             stage: 0,
-            stage_levels: Vec::new(),
+            stage_levels: Vec::with_capacity(coef_rows),
             request: Vec::with_capacity(rows),
             stage_x: backend.zeros(&shape)?,
             preds,
             history,
             history_len: 0,
             head: 0,
-            prev: None,
+            prev: if method.keeps_state() {
+                Some(backend.zeros(&shape)?)
+            } else {
+                None
+            },
             prev_valid: false,
             nfe: 0,
+            maps: Vec::with_capacity(coef_rows),
+            combs: Vec::with_capacity(coef_rows),
+            keeps: Vec::with_capacity(coef_rows),
+            coef: vec![0.0; coef_rows * MAX_OUTPUTS * CATALOGUE],
+            plan,
         };
         state.begin_step()?;
         Ok(state)
@@ -174,7 +215,7 @@ impl<'a, B: Backend> SolverState<'a, B> {
     }
 
     fn n_stages(&self) -> usize {
-        1 + self.stage_levels.first().map_or(0, Vec::len)
+        1 + self.stage_levels.first().map_or(0, |l| l.len())
     }
 
     /// Takes the model output for the pending call and advances: to the
@@ -196,16 +237,16 @@ impl<'a, B: Backend> SolverState<'a, B> {
         let s = self.stage;
         let last_stage = s + 1 == self.n_stages();
         // The prediction map of this call, per coefficient row.
-        let mut maps = Vec::with_capacity(self.coef_rows());
+        self.maps.clear();
         for r in 0..self.coef_rows() {
             let m = self.request[r].marginal;
-            maps.push(match self.method.prediction() {
+            self.maps.push(match self.method.prediction() {
                 Prediction::Data => parameterization.x0_map(m)?,
                 Prediction::Noise => parameterization.eps_map(m)?,
             });
         }
-        let mut combs = Vec::with_capacity(self.coef_rows());
-        let mut keeps = Vec::new();
+        self.combs.clear();
+        self.keeps.clear();
         for r in 0..self.coef_rows() {
             let ctx = self.ctx(r);
             let c = if last_stage {
@@ -214,15 +255,15 @@ impl<'a, B: Backend> SolverState<'a, B> {
                 self.method.stage_input(&ctx, s + 1)?
             };
             self.check_combination(&c)?;
-            combs.push(c);
+            self.combs.push(c);
             if last_stage && let Some(k) = self.method.keep_state(&ctx, self.n_stages())? {
                 self.check_combination(&k)?;
-                keeps.push(k);
+                self.keeps.push(k);
             }
         }
-        let keep = match keeps.len() {
-            0 => None,
-            n if n == combs.len() => Some(keeps),
+        let keep = match self.keeps.len() {
+            0 => false,
+            n if n == self.combs.len() => true,
             _ => {
                 return Err(Error::InvalidArgument {
                     name: "grid",
@@ -234,24 +275,15 @@ impl<'a, B: Backend> SolverState<'a, B> {
                 });
             }
         };
-        if keep.is_some() && self.prev.is_none() {
+        if keep && self.prev.is_none() {
             self.prev = Some(backend.zeros(backend.shape(x))?);
         }
         // The prediction is needed later if another stage follows or it is
         // stage 0 of a method with history.
         let keep_pred = !last_stage || (s == 0 && !self.history.is_empty());
-        self.fused_pass(
-            backend,
-            x,
-            out,
-            &maps,
-            &combs,
-            keep.as_deref(),
-            last_stage,
-            keep_pred,
-        )?;
+        self.fused_pass(backend, x, out, keep, last_stage, keep_pred)?;
         if last_stage {
-            self.prev_valid = keep.is_some();
+            self.prev_valid = keep;
             if s == 0 || !self.history.is_empty() {
                 self.push_history();
             }
@@ -294,63 +326,22 @@ impl<'a, B: Backend> SolverState<'a, B> {
         self.history_len = (self.history_len + 1).min(cap);
     }
 
-    /// Adds the coefficients of `c` over the operand catalogue of
-    /// [`SolverState::fused_pass`] to `dest`.
-    fn add_combination(
-        &self,
-        dest: &mut [f64],
-        c: &Combination,
-        map: diffuse_core::Affine,
-    ) -> Result<()> {
-        let s = self.stage;
-        let n_hist = self.history_len;
-        let (a, b) = (map.a, map.b);
-        let cs = c.stages.get(s).copied().unwrap_or(0.0);
-        dest[0] += c.x;
-        if s == 0 {
-            dest[0] += cs * a;
-        } else {
-            dest[1] += cs * a;
-        }
-        dest[2] += cs * b;
-        for j in 0..s {
-            dest[3 + j] += c.stages.get(j).copied().unwrap_or(0.0);
-        }
-        if c.history.len() > n_hist {
-            return Err(Error::InvalidArgument {
-                name: "history",
-                reason: format!(
-                    "{} asks for {} past predictions, {n_hist} available",
-                    self.method.name(),
-                    c.history.len()
-                ),
-            });
-        }
-        for (k, h) in c.history.iter().enumerate() {
-            dest[3 + s + k] += h;
-        }
-        dest[3 + s + n_hist] += c.x_prev;
-        Ok(())
-    }
-
     /// One `lincomb`: the destination (x for the update, the stage buffer
     /// otherwise), if kept the new prediction `P_s = a·x_in + b·out`, and
-    /// the state the method keeps for the next step (`keep`, one
-    /// combination per coefficient row; only with `to_x`).
-    #[allow(clippy::too_many_arguments)]
+    /// the state the method keeps for the next step (`keep`: the
+    /// combinations in `self.keeps`; only with `to_x`). Allocates nothing.
     fn fused_pass(
         &mut self,
         backend: &B,
         x: &mut B::Tensor,
         out: &B::Tensor,
-        maps: &[diffuse_core::Affine],
-        combs: &[Combination],
-        keep: Option<&[Combination]>,
+        keep: bool,
         to_x: bool,
         keep_pred: bool,
     ) -> Result<()> {
         let s = self.stage;
-        let rows = combs.len();
+        let name = self.method.name();
+        let rows = self.combs.len();
         // Operand catalogue: 0 = x_i, 1 = stage_x (x_in of stages ≥ 1),
         // 2 = out, 3.. = P_0..P_{s-1}, then H_1..H_h, then the kept x_{i−1}.
         let n_hist = self.history_len;
@@ -358,117 +349,164 @@ impl<'a, B: Backend> SolverState<'a, B> {
         let prev_col = n - 1;
         // Outputs: the destination, then P_s if kept, then the kept state.
         let pred_slot = keep_pred.then_some(1);
-        let keep_slot = keep.map(|_| 1 + usize::from(keep_pred));
-        let outputs = 1 + usize::from(keep_pred) + usize::from(keep.is_some());
-        // coef[row][m][operand]
-        let mut coef = vec![vec![vec![0.0f64; n]; outputs]; rows];
-        for (r, c) in combs.iter().enumerate() {
-            self.add_combination(&mut coef[r][0], c, maps[r])?;
+        let keep_slot = keep.then_some(1 + usize::from(keep_pred));
+        let outputs = 1 + usize::from(keep_pred) + usize::from(keep);
+        let at = |r: usize, m: usize, k: usize| (r * MAX_OUTPUTS + m) * CATALOGUE + k;
+        self.coef.fill(0.0);
+        for r in 0..rows {
+            let map = self.maps[r];
+            let base = at(r, 0, 0);
+            add_combination(
+                name,
+                &mut self.coef[base..base + CATALOGUE],
+                &self.combs[r],
+                map,
+                s,
+                n_hist,
+            )?;
             if let Some(m) = pred_slot {
-                let (a, b) = (maps[r].a, maps[r].b);
-                let p = &mut coef[r][m];
-                p[if s == 0 { 0 } else { 1 }] += a;
-                p[2] += b;
+                self.coef[at(r, m, if s == 0 { 0 } else { 1 })] += map.a;
+                self.coef[at(r, m, 2)] += map.b;
             }
-            if let (Some(m), Some(k)) = (keep_slot, keep) {
-                self.add_combination(&mut coef[r][m], &k[r], maps[r])?;
+            if let Some(m) = keep_slot {
+                let base = at(r, m, 0);
+                add_combination(
+                    name,
+                    &mut self.coef[base..base + CATALOGUE],
+                    &self.keeps[r],
+                    map,
+                    s,
+                    n_hist,
+                )?;
             }
         }
-        let used: Vec<usize> = (0..n)
-            .filter(|&k| coef.iter().any(|rc| rc.iter().any(|m| m[k] != 0.0)))
-            .collect();
+        let mut used = ArrayVec::<usize, CATALOGUE>::new();
+        for k in 0..n {
+            if (0..rows).any(|r| (0..outputs).any(|m| self.coef[at(r, m, k)] != 0.0)) {
+                used.push(k);
+            }
+        }
         // Tensors: the destination is output 0, P_s output 1; of x_i and
         // the stage buffer, the one that is not the destination is an input.
-        let (dest, other): (&mut B::Tensor, &B::Tensor) = if to_x {
-            (x, &self.stage_x)
-        } else {
-            (&mut self.stage_x, &*x)
-        };
-        let (pred_head, pred_tail) = self.preds.split_at_mut(s);
-        let pred_out = &mut pred_tail[0];
-        let cap = self.history.len();
-        let hist: Vec<&B::Tensor> = (0..n_hist)
-            .map(|k| &self.history[(self.head + k) % cap.max(1)])
-            .collect();
+        let Self {
+            stage_x,
+            preds,
+            history,
+            head,
+            prev,
+            plan,
+            coef,
+            ..
+        } = self;
+        let (dest, other): (&mut B::Tensor, &B::Tensor) =
+            if to_x { (x, &*stage_x) } else { (stage_x, &*x) };
+        let (pred_head, pred_tail) = preds.split_at_mut(s);
+        let cap = history.len().max(1);
         // The kept state: an output when this pass keeps a new one (its
         // operand is then its previous value), an input otherwise.
         let (prev_out, prev_in) = match keep_slot {
-            Some(_) => (self.prev.as_mut(), None),
-            None => (None, self.prev.as_ref()),
+            Some(_) => (prev.as_mut(), None),
+            None => (None, prev.as_ref()),
         };
-        let mut inputs: Vec<&B::Tensor> = Vec::with_capacity(used.len());
-        let mut operands = Vec::with_capacity(used.len());
+        let mut inputs = ArrayVec::<&B::Tensor, CATALOGUE>::new();
+        let mut operands = ArrayVec::<Operand, CATALOGUE>::new();
         for &k in &used {
-            let op = match k {
+            let input = match k {
                 k if k == prev_col => match (keep_slot, prev_in) {
-                    (Some(m), _) => Operand::Output(m),
-                    (None, Some(p)) => {
-                        inputs.push(p);
-                        Operand::Input(inputs.len() - 1)
+                    (Some(m), _) => {
+                        operands.push(Operand::Output(m));
+                        continue;
                     }
+                    (None, Some(p)) => p,
                     (None, None) => {
                         return Err(Error::InvalidArgument {
                             name: "x_prev",
-                            reason: format!(
-                                "{} combines x_(i-1), but no state was kept",
-                                self.method.name()
-                            ),
+                            reason: format!("{name} combines x_(i-1), but no state was kept"),
                         });
                     }
                 },
-                0 if to_x => Operand::Output(0),
-                1 if !to_x => Operand::Output(0),
-                0 | 1 => {
-                    inputs.push(other);
-                    Operand::Input(inputs.len() - 1)
+                0 if to_x => {
+                    operands.push(Operand::Output(0));
+                    continue;
                 }
-                2 => {
-                    inputs.push(out);
-                    Operand::Input(inputs.len() - 1)
+                1 if !to_x => {
+                    operands.push(Operand::Output(0));
+                    continue;
                 }
-                k if k < 3 + s => {
-                    inputs.push(&pred_head[k - 3]);
-                    Operand::Input(inputs.len() - 1)
-                }
-                k => {
-                    inputs.push(hist[k - 3 - s]);
-                    Operand::Input(inputs.len() - 1)
-                }
+                0 | 1 => other,
+                2 => out,
+                k if k < 3 + s => &pred_head[k - 3],
+                k => &history[(*head + k - 3 - s) % cap],
             };
-            operands.push(op);
+            inputs.push(input);
+            operands.push(Operand::Input(inputs.len() - 1));
         }
-        let mut plan = if rows == 1 {
-            LinComb::new(&operands, outputs)?
-        } else {
-            LinComb::per_row(&operands, outputs, rows)?
-        };
-        for (r, rc) in coef.iter().enumerate() {
-            for (m, mc) in rc.iter().enumerate() {
+        if operands.len() > MAX_INPUTS {
+            return Err(Error::Unsupported(format!(
+                "{name}: a step combines {} quantities; a fused pass reads at most {MAX_INPUTS}",
+                operands.len()
+            )));
+        }
+        plan.reconfigure(&operands, outputs)?;
+        for r in 0..rows {
+            for m in 0..outputs {
                 for (slot, &k) in used.iter().enumerate() {
-                    if rows == 1 {
-                        plan.set(m, slot, mc[k])?;
-                    } else {
-                        plan.set_row(r, m, slot, mc[k])?;
-                    }
+                    plan.set_row(r, m, slot, coef[at(r, m, k)])?;
                 }
             }
         }
-        let mut targets: Vec<&mut B::Tensor> = Vec::with_capacity(outputs);
+        let mut targets = ArrayVec::<&mut B::Tensor, MAX_OUTPUTS>::new();
         targets.push(dest);
         if keep_pred {
-            targets.push(pred_out);
+            targets.push(&mut pred_tail[0]);
         }
         if keep_slot.is_some() {
             let p = prev_out.ok_or_else(|| {
-                Error::Unsupported(format!(
-                    "{}: the kept state has no buffer",
-                    self.method.name()
-                ))
+                Error::Unsupported(format!("{name}: the kept state has no buffer"))
             })?;
             targets.push(p);
         }
-        backend.lincomb(&plan, &inputs, &mut targets)
+        backend.lincomb(plan, &inputs, &mut targets)
     }
+}
+
+/// Adds the coefficients of `c` over the operand catalogue of
+/// [`SolverState::fused_pass`] to `dest` (stage `s`, `n_hist` history
+/// predictions available).
+fn add_combination(
+    name: &str,
+    dest: &mut [f64],
+    c: &Combination,
+    map: Affine,
+    s: usize,
+    n_hist: usize,
+) -> Result<()> {
+    let (a, b) = (map.a, map.b);
+    let cs = c.stages.get(s).copied().unwrap_or(0.0);
+    dest[0] += c.x;
+    if s == 0 {
+        dest[0] += cs * a;
+    } else {
+        dest[1] += cs * a;
+    }
+    dest[2] += cs * b;
+    for j in 0..s {
+        dest[3 + j] += c.stages.get(j).copied().unwrap_or(0.0);
+    }
+    if c.history.len() > n_hist {
+        return Err(Error::InvalidArgument {
+            name: "history",
+            reason: format!(
+                "{name} asks for {} past predictions, {n_hist} available",
+                c.history.len()
+            ),
+        });
+    }
+    for (k, h) in c.history.iter().enumerate() {
+        dest[3 + s + k] += h;
+    }
+    dest[3 + s + n_hist] += c.x_prev;
+    Ok(())
 }
 
 /// A [`Method`] run with a model in the loop: implements core's [`Solver`].

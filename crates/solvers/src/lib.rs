@@ -51,11 +51,14 @@ pub mod ode;
 mod registry;
 
 pub use diffuse_core::{
-    Affine, Backend, CpuBackend, Denoiser, Error, LinComb, Marginal, NoiseLevel, Operand,
-    Parameterization, Result, SampleReport, SamplingGrid, Solver,
+    Affine, Backend, Condition, CpuBackend, Denoiser, Error, LinComb, Marginal, NoiseLevel,
+    Operand, Parameterization, Result, SampleReport, SamplingGrid, Solver,
 };
 pub use driver::{Sampler, SolverState, run};
-pub use method::{Combination, Method, Prediction, StepContext};
+pub use method::{
+    Combination, MAX_HISTORY, MAX_STAGES, Method, Prediction, StageLevels, StepContext,
+    stage_levels,
+};
 pub use ode::{
     Ddim, Deis, Dpm2, DpmAlgorithm, DpmPp2S, DpmSolverMultistep, DpmSolverSinglestep, Euler, Heun,
     IPndm, Lms, Pndm, PndmStart, SecondOrder, SinglestepStages, UniPc, UniPcVariant,

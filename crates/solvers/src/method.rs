@@ -19,6 +19,7 @@
 //! map into the same pass, so each stage costs one fused
 //! [`diffuse_core::LinComb`].
 
+use arrayvec::ArrayVec;
 use diffuse_core::{Error, Marginal, NoiseLevel, NoiseSchedule, Result};
 
 /// Which estimate a method combines.
@@ -30,8 +31,33 @@ pub enum Prediction {
     Noise,
 }
 
+/// The most model evaluations one step may take (classic Runge–Kutta's
+/// four, as in PNDM's start).
+pub const MAX_STAGES: usize = 4;
+
+/// The most previous predictions a method may read (LMS of order 4 reads
+/// three, iPNDM three).
+pub const MAX_HISTORY: usize = 4;
+
+/// The levels of a step's stages after the first (fixed capacity, so no
+/// step allocates).
+pub type StageLevels = ArrayVec<NoiseLevel, { MAX_STAGES - 1 }>;
+
+/// `StageLevels` from a slice; an error if a method asks for more than
+/// [`MAX_STAGES`] evaluations in one step.
+pub fn stage_levels(levels: &[NoiseLevel]) -> Result<StageLevels> {
+    StageLevels::try_from(levels).map_err(|_| {
+        Error::Unsupported(format!(
+            "{} stages in one step; at most {MAX_STAGES} are supported",
+            levels.len() + 1
+        ))
+    })
+}
+
 /// Coefficients of one state in terms of the quantities listed in the
-/// module documentation.
+/// module documentation. Fixed capacity ([`MAX_STAGES`], [`MAX_HISTORY`]):
+/// building one never allocates; a recipe with more coefficients than that
+/// is reported by [`Combination::check`].
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Combination {
     /// Coefficient of `x_i`.
@@ -40,30 +66,45 @@ pub struct Combination {
     /// through [`Method::keep_state`] (only for methods that keep one).
     pub x_prev: f64,
     /// Coefficients of this step's predictions `P_0 … P_s`.
-    pub stages: Vec<f64>,
+    pub stages: ArrayVec<f64, MAX_STAGES>,
     /// Coefficients of `H_1 … H_h` (newest first).
-    pub history: Vec<f64>,
+    pub history: ArrayVec<f64, MAX_HISTORY>,
+    /// Set when a constructor was given more coefficients than fit.
+    overflow: bool,
 }
 
 impl Combination {
     /// `c_x·x_i + Σ c_j·P_j`.
     pub fn new(x: f64, stages: &[f64]) -> Self {
-        Self {
+        let mut c = Self {
             x,
-            x_prev: 0.0,
-            stages: stages.to_vec(),
-            history: Vec::new(),
-        }
+            ..Self::default()
+        };
+        c.overflow = c.stages.try_extend_from_slice(stages).is_err();
+        c
     }
 
     /// Adds coefficients of the history predictions.
     pub fn with_history(mut self, history: &[f64]) -> Self {
-        self.history = history.to_vec();
+        self.history.clear();
+        self.overflow |= self.history.try_extend_from_slice(history).is_err();
         self
     }
 
-    /// Checks that every coefficient is finite.
+    /// Adds the coefficient of the kept state `x_{i−1}`.
+    pub fn with_prev(mut self, x_prev: f64) -> Self {
+        self.x_prev = x_prev;
+        self
+    }
+
+    /// Checks that every coefficient fits and is finite.
     pub fn check(&self, method: &str) -> Result<()> {
+        if self.overflow {
+            return Err(Error::Unsupported(format!(
+                "{method}: a step combines more than {MAX_STAGES} stage or \
+                 {MAX_HISTORY} past predictions"
+            )));
+        }
         let all = std::iter::once(self.x)
             .chain(std::iter::once(self.x_prev))
             .chain(self.stages.iter().copied())
@@ -143,8 +184,8 @@ pub trait Method: Send + Sync {
     }
     /// The levels of stages 1, 2, … of step `ctx.i` (stage 0 is level `i`).
     /// Must not depend on the row beyond its grid (rows share the structure).
-    fn stages(&self, _ctx: &StepContext<'_>) -> Result<Vec<NoiseLevel>> {
-        Ok(Vec::new())
+    fn stages(&self, _ctx: &StepContext<'_>) -> Result<StageLevels> {
+        Ok(StageLevels::new())
     }
     /// The state at which stage `s ≥ 1` is evaluated, from `x_i`,
     /// `P_0 … P_{s−1}` and the history.
@@ -160,5 +201,10 @@ pub trait Method: Send + Sync {
     /// and the next step's combinations must not use `x_prev`.
     fn keep_state(&self, _ctx: &StepContext<'_>, _stages: usize) -> Result<Option<Combination>> {
         Ok(None)
+    }
+    /// Whether [`Method::keep_state`] may keep a state, so the driver
+    /// allocates its buffer when the run starts rather than inside the loop.
+    fn keeps_state(&self) -> bool {
+        false
     }
 }

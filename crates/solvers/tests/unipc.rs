@@ -492,10 +492,7 @@ impl Method for UsesPrev {
         Prediction::Data
     }
     fn update(&self, _ctx: &StepContext<'_>, _stages: usize) -> Result<Combination> {
-        Ok(Combination {
-            x_prev: 1.0,
-            ..Combination::new(0.0, &[1.0])
-        })
+        Ok(Combination::new(0.0, &[1.0]).with_prev(1.0))
     }
 }
 

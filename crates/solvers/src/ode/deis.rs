@@ -110,29 +110,33 @@ fn exp_moments(delta: f64) -> [f64; 3] {
 }
 
 /// `c_j = Σ_m a_{jm}·I_m(δ)` (without the factor `ρ_i`) for the nodes
-/// `d` (offsets `u_{i−j} − u_i`, `d[0] = 0`).
-fn deis_coefficients(d: &[f64], delta: f64) -> Vec<f64> {
+/// `d` (offsets `u_{i−j} − u_i`, `d[0] = 0`; at most three nodes, the
+/// rest of the result is zero).
+fn deis_coefficients(d: &[f64], delta: f64) -> [f64; 3] {
     let moments = exp_moments(delta);
-    (0..d.len())
-        .map(|j| {
-            // Coefficients of L_j(v) = Π_{m≠j} (v − d_m)/(d_j − d_m),
-            // lowest degree first.
-            let mut poly = vec![1.0f64];
-            for (m, &dm) in d.iter().enumerate() {
-                if m == j {
-                    continue;
-                }
-                let scale = 1.0 / (d[j] - dm);
-                let mut next = vec![0.0; poly.len() + 1];
-                for (p, &c) in poly.iter().enumerate() {
-                    next[p + 1] += c * scale;
-                    next[p] -= c * dm * scale;
-                }
-                poly = next;
+    let d = &d[..d.len().min(3)];
+    let mut out = [0.0; 3];
+    for (j, o) in out.iter_mut().enumerate().take(d.len()) {
+        // Coefficients of L_j(v) = Π_{m≠j} (v − d_m)/(d_j − d_m), lowest
+        // degree first; the degree is at most 2.
+        let mut poly = [1.0f64, 0.0, 0.0];
+        let mut degree = 0;
+        for (m, &dm) in d.iter().enumerate() {
+            if m == j {
+                continue;
             }
-            poly.iter().zip(moments).map(|(a, i)| a * i).sum()
-        })
-        .collect()
+            let scale = 1.0 / (d[j] - dm);
+            let mut next = [0.0; 3];
+            for p in 0..=degree {
+                next[p + 1] += poly[p] * scale;
+                next[p] -= poly[p] * dm * scale;
+            }
+            poly = next;
+            degree += 1;
+        }
+        *o = poly.iter().zip(moments).map(|(a, i)| a * i).sum();
+    }
+    out
 }
 
 impl Method for Deis {
@@ -156,14 +160,15 @@ impl Method for Deis {
         let k = self.step_order(ctx);
         let l0 = ctx.half_lambda(ctx.i);
         // u = log ρ = −ℓ: node offsets u_{i−j} − u_i and the step δ.
-        let d: Vec<f64> = (0..k).map(|j| l0 - ctx.half_lambda(ctx.i - j)).collect();
+        let k = k.min(3);
+        let mut d = [0.0; 3];
+        for (j, dj) in d.iter_mut().enumerate().take(k) {
+            *dj = l0 - ctx.half_lambda(ctx.i - j);
+        }
         let delta = l0 - ctx.half_lambda(ctx.i + 1);
         let scale = n.alpha * ve(m);
-        let c: Vec<f64> = deis_coefficients(&d, delta)
-            .into_iter()
-            .map(|c| scale * c)
-            .collect();
-        Ok(Combination::new(n.alpha / m.alpha, &c[..1]).with_history(&c[1..]))
+        let c = deis_coefficients(&d[..k], delta).map(|c| scale * c);
+        Ok(Combination::new(n.alpha / m.alpha, &c[..1]).with_history(&c[1..k]))
     }
 }
 

@@ -9,7 +9,7 @@
 use diffuse_core::{NoiseLevel, Result};
 
 use super::ve;
-use crate::method::{Combination, Method, Prediction, StepContext};
+use crate::method::{Combination, Method, Prediction, StageLevels, StepContext, stage_levels};
 
 /// DPM-Solver-2 (k-diffusion) [dpm2].
 #[derive(Clone, Copy, Debug, Default)]
@@ -32,12 +32,12 @@ impl Method for Dpm2 {
     fn prediction(&self) -> Prediction {
         Prediction::Noise
     }
-    fn stages(&self, ctx: &StepContext<'_>) -> Result<Vec<NoiseLevel>> {
-        Ok(if ctx.to().sigma == 0.0 {
-            vec![]
+    fn stages(&self, ctx: &StepContext<'_>) -> Result<StageLevels> {
+        if ctx.to().sigma == 0.0 {
+            stage_levels(&[])
         } else {
-            vec![midpoint(ctx)?]
-        })
+            stage_levels(&[midpoint(ctx)?])
+        }
     }
     fn stage_input(&self, ctx: &StepContext<'_>, _s: usize) -> Result<Combination> {
         let m = ctx.from();

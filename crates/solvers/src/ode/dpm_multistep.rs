@@ -272,11 +272,9 @@ impl Method for DpmSolverMultistep {
         // Coefficients of (m₀, m₁, m₂) in D₁₀, D₁₁, D₁ and D₂.
         let d10 = [1.0 / r0, -1.0 / r0, 0.0];
         let d11 = [0.0, 1.0 / r1, -1.0 / r1];
-        let diff: Vec<f64> = d10.iter().zip(d11).map(|(p, q)| p - q).collect();
+        let diff = [d10[0] - d11[0], d10[1] - d11[1], d10[2] - d11[2]];
         let w = r0 / (r0 + r1);
-        let coef: Vec<f64> = (0..3)
-            .map(|j| b * (d10[j] + w * diff[j]) + c * diff[j] / (r0 + r1))
-            .collect();
+        let coef = [0, 1, 2].map(|j| b * (d10[j] + w * diff[j]) + c * diff[j] / (r0 + r1));
         Ok(Combination::new(cx, &[a + coef[0]]).with_history(&coef[1..]))
     }
 }

@@ -70,10 +70,26 @@
 //! coefficients depend on the position in the block (`A/A′` is `σ′/σ` or
 //! `α′/α` of the one grid step, never a large factor).
 
-use diffuse_core::{Error, Marginal, NoiseLevel, Result};
+use arrayvec::ArrayVec;
+use diffuse_core::{Error, Marginal, Result};
 
 use super::{DpmAlgorithm, SecondOrder};
-use crate::method::{Combination, Method, Prediction, StepContext};
+use crate::method::{Combination, Method, Prediction, StageLevels, StepContext};
+
+/// Up to three nodes or coefficients (orders 1 to 3), on the stack.
+type Three<T> = ArrayVec<T, 3>;
+
+/// `items` as a [`Three`]; an error beyond order 3.
+fn three<T: Clone>(items: impl IntoIterator<Item = T>) -> Result<Three<T>> {
+    let mut out = Three::new();
+    for item in items {
+        out.try_push(item).map_err(|_| Error::InvalidArgument {
+            name: "order",
+            reason: "singlestep DPM-Solver supports orders 1 to 3".into(),
+        })?;
+    }
+    Ok(out)
+}
 
 /// Where the stages of a singlestep DPM-Solver lie (module documentation).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -168,7 +184,7 @@ fn singlestep(
     form: SecondOrder,
     nodes: &[Node],
     to: Node,
-) -> Result<(f64, Vec<f64>)> {
+) -> Result<(f64, Three<f64>)> {
     let b = *nodes.first().ok_or_else(|| Error::InvalidArgument {
         name: "stages",
         reason: "a singlestep update needs at least one prediction".into(),
@@ -187,7 +203,7 @@ fn singlestep(
         ),
     };
     if nodes.len() == 1 {
-        return Ok((a, vec![c1]));
+        return Ok((a, three([c1])?));
     }
     if to.sigma == 0.0 {
         return Err(Error::InvalidArgument {
@@ -202,18 +218,18 @@ fn singlestep(
         DpmAlgorithm::DataPrediction => to.alpha * h * phi(k, -h),
         DpmAlgorithm::NoisePrediction => -to.sigma * h * phi(k, h),
     };
-    let r: Vec<f64> = nodes.iter().map(|n| (n.ell - b.ell) / h).collect();
+    let r = three(nodes.iter().map(|n| (n.ell - b.ell) / h))?;
     match (nodes.len(), form) {
         (2, _) => {
             let w = match form {
                 SecondOrder::Midpoint => 0.5 * c1,
                 SecondOrder::Heun => c(2),
             };
-            Ok((a, vec![c1 - w / r[1], w / r[1]]))
+            Ok((a, three([c1 - w / r[1], w / r[1]])?))
         }
         (3, SecondOrder::Midpoint) => {
             let w = c(2) / r[2];
-            Ok((a, vec![c1 - w, 0.0, w]))
+            Ok((a, three([c1 - w, 0.0, w])?))
         }
         (3, SecondOrder::Heun) => {
             // c₂·D₁ + c₃·D₂ = u·E₁ + v·E₂.
@@ -221,7 +237,7 @@ fn singlestep(
             let gap = r[2] - r[1];
             let u = (c2 * r[2] - 2.0 * c3) / gap;
             let v = (2.0 * c3 - c2 * r[1]) / gap;
-            Ok((a, vec![c1 - u / r[1] - v / r[2], u / r[1], v / r[2]]))
+            Ok((a, three([c1 - u / r[1] - v / r[2], u / r[1], v / r[2]])?))
         }
         (n, _) => Err(Error::InvalidArgument {
             name: "order",
@@ -310,24 +326,25 @@ impl DpmSolverSinglestep {
     }
 
     /// The levels of the stages of step `ctx.i` ([`SinglestepStages::Lambda`]).
-    fn lambda_stages(&self, ctx: &StepContext<'_>) -> Result<Vec<NoiseLevel>> {
+    fn lambda_stages(&self, ctx: &StepContext<'_>) -> Result<StageLevels> {
+        let mut levels = StageLevels::new();
         if ctx.to().sigma == 0.0 {
-            return Ok(Vec::new());
+            return Ok(levels);
         }
         let l0 = ctx.half_lambda(ctx.i);
         let h = ctx.half_lambda(ctx.i + 1) - l0;
-        fractions(self.order)
-            .iter()
-            .map(|r| ctx.level_at_half_lambda(l0 + r * h))
-            .collect()
+        for r in fractions(self.order) {
+            let level = ctx.level_at_half_lambda(l0 + r * h)?;
+            levels
+                .try_push(level)
+                .map_err(|_| Error::Unsupported(format!("{}: too many stages", self.name())))?;
+        }
+        Ok(levels)
     }
 
     /// Nodes `b..=e` of the row's grid.
-    fn grid_nodes(ctx: &StepContext<'_>, b: usize, e: usize) -> Vec<Node> {
-        ctx.levels[b..=e]
-            .iter()
-            .map(|l| Node::of(l.marginal))
-            .collect()
+    fn grid_nodes(ctx: &StepContext<'_>, b: usize, e: usize) -> Result<Three<Node>> {
+        three(ctx.levels[b..=e].iter().map(|l| Node::of(l.marginal)))
     }
 
     fn grid_update(&self, ctx: &StepContext<'_>) -> Result<Combination> {
@@ -336,7 +353,7 @@ impl DpmSolverSinglestep {
         let (algorithm, form) = (self.algorithm, self.solver_type);
         let target = Node::of(ctx.to());
         if o == 1 {
-            let (a, c) = singlestep(algorithm, form, &Self::grid_nodes(ctx, i, i), target)?;
+            let (a, c) = singlestep(algorithm, form, &Self::grid_nodes(ctx, i, i)?, target)?;
             return Ok(Combination::new(a, &c));
         }
         let b = i + 1 - o;
@@ -352,20 +369,20 @@ impl DpmSolverSinglestep {
         }
         // This step from the base b, and the previous one, which produced
         // x_i from the same base.
-        let (a, c) = singlestep(algorithm, form, &Self::grid_nodes(ctx, b, i), target)?;
+        let (a, c) = singlestep(algorithm, form, &Self::grid_nodes(ctx, b, i)?, target)?;
         let (a_prev, d) = singlestep(
             algorithm,
             form,
-            &Self::grid_nodes(ctx, b, i - 1),
+            &Self::grid_nodes(ctx, b, i - 1)?,
             Node::of(ctx.from()),
         )?;
         let ratio = a / a_prev;
         // The prediction at level b + j is H_{i−b−j}.
-        let mut history = vec![0.0; o - 1];
+        let mut history = [0.0; 2];
         for j in 0..o - 1 {
             history[i - b - j - 1] = c[j] - ratio * d[j];
         }
-        Ok(Combination::new(ratio, &[c[o - 1]]).with_history(&history))
+        Ok(Combination::new(ratio, &[c[o - 1]]).with_history(&history[..o - 1]))
     }
 
     fn lambda_update(&self, ctx: &StepContext<'_>, stages: usize) -> Result<Combination> {
@@ -381,8 +398,11 @@ impl DpmSolverSinglestep {
                 ),
             });
         }
-        let mut nodes = vec![Node::of(ctx.from())];
-        nodes.extend(levels.iter().map(|l| Node::of(l.marginal)));
+        let nodes = three(
+            std::iter::once(ctx.from())
+                .chain(levels.iter().map(|l| l.marginal))
+                .map(Node::of),
+        )?;
         let (a, c) = singlestep(self.algorithm, self.solver_type, &nodes, Node::of(ctx.to()))?;
         Ok(Combination::new(a, &c))
     }
@@ -439,26 +459,29 @@ impl Method for DpmSolverSinglestep {
             SinglestepStages::Grid { .. } => self.order.clamp(1, 3) - 1,
         }
     }
-    fn stages(&self, ctx: &StepContext<'_>) -> Result<Vec<NoiseLevel>> {
+    fn stages(&self, ctx: &StepContext<'_>) -> Result<StageLevels> {
         check_order(self.order)?;
         match self.stages {
             SinglestepStages::Lambda => self.lambda_stages(ctx),
-            SinglestepStages::Grid { .. } => Ok(Vec::new()),
+            SinglestepStages::Grid { .. } => Ok(StageLevels::new()),
         }
     }
     fn stage_input(&self, ctx: &StepContext<'_>, s: usize) -> Result<Combination> {
         check_order(self.order)?;
         let levels = match self.stages {
             SinglestepStages::Lambda => self.lambda_stages(ctx)?,
-            SinglestepStages::Grid { .. } => Vec::new(),
+            SinglestepStages::Grid { .. } => StageLevels::new(),
         };
         if s == 0 || s > levels.len() {
             return Err(Error::Unsupported(format!("{}: no stage {s}", self.name())));
         }
         // Stage s from x_i and P_0 … P_{s−1}: order 1, then the Heun form
         // of order 2 (Lu et al. 2022, Alg. 2).
-        let mut nodes = vec![Node::of(ctx.from())];
-        nodes.extend(levels[..s - 1].iter().map(|l| Node::of(l.marginal)));
+        let nodes = three(
+            std::iter::once(ctx.from())
+                .chain(levels[..s - 1].iter().map(|l| l.marginal))
+                .map(Node::of),
+        )?;
         let (a, c) = singlestep(
             self.algorithm,
             SecondOrder::Heun,

@@ -12,10 +12,10 @@
 //! [`DpmSolverSinglestep`] of order 2, data prediction, midpoint form,
 //! stages inside the step.
 
-use diffuse_core::{NoiseLevel, Result};
+use diffuse_core::Result;
 
 use super::{DpmAlgorithm, DpmSolverSinglestep, SecondOrder, SinglestepStages};
-use crate::method::{Combination, Method, Prediction, StepContext};
+use crate::method::{Combination, Method, Prediction, StageLevels, StepContext};
 
 /// DPM-Solver++(2S) [dpmpp-2s].
 #[derive(Clone, Copy, Debug, Default)]
@@ -41,7 +41,7 @@ impl Method for DpmPp2S {
     fn prediction(&self) -> Prediction {
         Prediction::Data
     }
-    fn stages(&self, ctx: &StepContext<'_>) -> Result<Vec<NoiseLevel>> {
+    fn stages(&self, ctx: &StepContext<'_>) -> Result<StageLevels> {
         INNER.stages(ctx)
     }
     fn stage_input(&self, ctx: &StepContext<'_>, s: usize) -> Result<Combination> {

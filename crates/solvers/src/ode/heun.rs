@@ -7,7 +7,7 @@
 use diffuse_core::Result;
 
 use super::ve;
-use crate::method::{Combination, Method, Prediction, StepContext};
+use crate::method::{Combination, Method, Prediction, StageLevels, StepContext, stage_levels};
 
 /// Heun [heun].
 #[derive(Clone, Copy, Debug, Default)]
@@ -26,11 +26,11 @@ impl Method for Heun {
     fn prediction(&self) -> Prediction {
         Prediction::Noise
     }
-    fn stages(&self, ctx: &StepContext<'_>) -> Result<Vec<diffuse_core::NoiseLevel>> {
-        Ok(if ctx.to().sigma == 0.0 {
-            vec![]
+    fn stages(&self, ctx: &StepContext<'_>) -> Result<StageLevels> {
+        stage_levels(if ctx.to().sigma == 0.0 {
+            &[]
         } else {
-            vec![ctx.levels[ctx.i + 1]]
+            &ctx.levels[ctx.i + 1..ctx.i + 2]
         })
     }
     fn stage_input(&self, ctx: &StepContext<'_>, _s: usize) -> Result<Combination> {

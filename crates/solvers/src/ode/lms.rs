@@ -78,10 +78,15 @@ impl Method for Lms {
         let (m, n) = (ctx.from(), ctx.to());
         let k = (ctx.history + 1).min(self.order);
         // σ̃ of levels i, i−1, …, i−k+1.
-        let s: Vec<f64> = (0..k).map(|j| ve(ctx.levels[ctx.i - j].marginal)).collect();
-        let c: Vec<f64> = (0..k)
-            .map(|j| n.alpha * lagrange_integral(&s, j, ve(m), ve(n)))
-            .collect();
-        Ok(Combination::new(n.alpha / m.alpha, &c[..1]).with_history(&c[1..]))
+        let k = k.min(4);
+        let mut s = [0.0; 4];
+        for (j, sj) in s.iter_mut().enumerate().take(k) {
+            *sj = ve(ctx.levels[ctx.i - j].marginal);
+        }
+        let mut c = [0.0; 4];
+        for (j, cj) in c.iter_mut().enumerate().take(k) {
+            *cj = n.alpha * lagrange_integral(&s[..k], j, ve(m), ve(n));
+        }
+        Ok(Combination::new(n.alpha / m.alpha, &c[..1]).with_history(&c[1..k]))
     }
 }

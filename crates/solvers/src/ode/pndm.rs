@@ -35,7 +35,7 @@
 use diffuse_core::{Error, Marginal, NoiseLevel, Result};
 
 use super::ve;
-use crate::method::{Combination, Method, Prediction, StepContext};
+use crate::method::{Combination, Method, Prediction, StageLevels, StepContext, stage_levels};
 
 /// Adams–Bashforth coefficients for `k` predictions (newest first).
 fn adams_bashforth(k: usize) -> &'static [f64] {
@@ -57,8 +57,13 @@ fn transfer(from: Marginal, to: Marginal) -> f64 {
 fn multistep(ctx: &StepContext<'_>, k: usize) -> Combination {
     let (m, n) = (ctx.from(), ctx.to());
     let c = transfer(m, n);
-    let b: Vec<f64> = adams_bashforth(k).iter().map(|b| c * b).collect();
-    Combination::new(n.alpha / m.alpha, &b[..1]).with_history(&b[1..])
+    let mut b = [0.0; 4];
+    let ab = adams_bashforth(k);
+    for (out, w) in b.iter_mut().zip(ab) {
+        *out = c * w;
+    }
+    let k = ab.len().min(4);
+    Combination::new(n.alpha / m.alpha, &b[..1]).with_history(&b[1..k])
 }
 
 /// How PNDM starts before four predictions exist.
@@ -143,14 +148,14 @@ impl Method for Pndm {
     fn history(&self) -> usize {
         3
     }
-    fn stages(&self, ctx: &StepContext<'_>) -> Result<Vec<NoiseLevel>> {
+    fn stages(&self, ctx: &StepContext<'_>) -> Result<StageLevels> {
         if self.runge_kutta(ctx) {
             let mid = Self::midpoint(ctx)?;
-            Ok(vec![mid, mid, ctx.levels[ctx.i + 1]])
+            stage_levels(&[mid, mid, ctx.levels[ctx.i + 1]])
         } else if self.pseudo_heun(ctx) {
-            Ok(vec![ctx.levels[ctx.i + 1]])
+            stage_levels(&ctx.levels[ctx.i + 1..ctx.i + 2])
         } else {
-            Ok(Vec::new())
+            Ok(StageLevels::new())
         }
     }
     fn stage_input(&self, ctx: &StepContext<'_>, s: usize) -> Result<Combination> {
@@ -162,9 +167,9 @@ impl Method for Pndm {
             } else {
                 n
             };
-            let mut stages = vec![0.0; s];
+            let mut stages = [0.0; 3];
             stages[s - 1] = transfer(m, to);
-            return Ok(Combination::new(to.alpha / m.alpha, &stages));
+            return Ok(Combination::new(to.alpha / m.alpha, &stages[..s]));
         }
         if s == 1 && self.pseudo_heun(ctx) {
             return Ok(Combination::new(n.alpha / m.alpha, &[transfer(m, n)]));

@@ -39,6 +39,7 @@
 //! diffusers computes them in the default dtype, float32 in the
 //! conformance case.
 
+use arrayvec::ArrayVec;
 use diffuse_core::{Error, Result};
 
 use crate::method::{Combination, Method, Prediction, StepContext};
@@ -90,38 +91,55 @@ impl Default for UniPc {
 /// update from level `s` to `t = s + 1`.
 struct Update {
     start: f64,
-    past: Vec<f64>,
+    past: Small,
     new: f64,
+}
+
+/// Up to three order conditions (orders 1 to 3), on the stack.
+type Small = ArrayVec<f64, 3>;
+
+/// The error for an order beyond 3 (the options are validated first).
+fn too_high() -> Error {
+    Error::InvalidArgument {
+        name: "order",
+        reason: "UniPC supports orders 1 to 3".into(),
+    }
+}
+
+/// `items` as a [`Small`]; an error beyond three.
+fn small(items: impl IntoIterator<Item = f64>) -> Result<Small> {
+    let mut out = Small::new();
+    for v in items {
+        out.try_push(v).map_err(|_| too_high())?;
+    }
+    Ok(out)
 }
 
 /// `g_j(z) = Σ_{n≥0} z^{n+1}/(n+j+1)!` for `j = 1 … n` (`g_1 = (eᶻ − 1)/z − 1`,
 /// `g_{j+1} = g_j/z − 1/(j+1)!`), by its series where the recurrence
 /// would cancel.
-fn g_values(z: f64, n: usize) -> Vec<f64> {
+fn g_values(z: f64, n: usize) -> Result<Small> {
     if z.abs() < 1.0 {
-        (1..=n)
-            .map(|j| {
-                // term_n = z^{n+1}/(n+j+1)!
-                let mut term = z / factorial(j + 1);
-                let mut sum = term;
-                for m in 1..40 {
-                    term *= z / (m + j + 1) as f64;
-                    sum += term;
-                    if term.abs() <= f64::EPSILON * sum.abs() {
-                        break;
-                    }
+        small((1..=n).map(|j| {
+            // term_n = z^{n+1}/(n+j+1)!
+            let mut term = z / factorial(j + 1);
+            let mut sum = term;
+            for m in 1..40 {
+                term *= z / (m + j + 1) as f64;
+                sum += term;
+                if term.abs() <= f64::EPSILON * sum.abs() {
+                    break;
                 }
-                sum
-            })
-            .collect()
+            }
+            sum
+        }))
     } else {
-        let mut g = Vec::with_capacity(n);
         let mut v = z.exp_m1() / z - 1.0;
-        for j in 1..=n {
-            g.push(v);
+        small((1..=n).map(|j| {
+            let g = v;
             v = v / z - 1.0 / factorial(j + 1);
-        }
-        g
+            g
+        }))
     }
 }
 
@@ -130,16 +148,20 @@ fn factorial(n: usize) -> f64 {
 }
 
 /// Solves the small system `Σ_k nodes[k]^j·ρ_k = rhs[j]` (Gaussian
-/// elimination with partial pivoting).
-fn solve_vandermonde(nodes: &[f64], rhs: &[f64]) -> Result<Vec<f64>> {
+/// elimination with partial pivoting; at most three unknowns).
+fn solve_vandermonde(nodes: &[f64], rhs: &[f64]) -> Result<Small> {
     let n = nodes.len();
-    let mut a: Vec<Vec<f64>> = (0..n)
-        .map(|j| {
-            let mut row: Vec<f64> = nodes.iter().map(|&r| r.powi(j as i32)).collect();
-            row.push(rhs[j]);
-            row
-        })
-        .collect();
+    if n > 3 || rhs.len() != n {
+        return Err(too_high());
+    }
+    // Rows j: nodes^j, then rhs[j].
+    let mut a = [[0.0f64; 4]; 3];
+    for (j, row) in a.iter_mut().enumerate().take(n) {
+        for (v, &r) in row.iter_mut().zip(nodes) {
+            *v = r.powi(j as i32);
+        }
+        row[n] = rhs[j];
+    }
     let singular = || Error::InvalidArgument {
         name: "grid",
         reason: "unipc: singular order conditions (repeated noise levels?)".into(),
@@ -152,7 +174,7 @@ fn solve_vandermonde(nodes: &[f64], rhs: &[f64]) -> Result<Vec<f64>> {
             return Err(singular());
         }
         a.swap(col, pivot);
-        let (top, rest) = a.split_at_mut(col + 1);
+        let (top, rest) = a[..n].split_at_mut(col + 1);
         let pivot_row = &top[col];
         for row in rest.iter_mut() {
             let f = row[col] / pivot_row[col];
@@ -161,12 +183,12 @@ fn solve_vandermonde(nodes: &[f64], rhs: &[f64]) -> Result<Vec<f64>> {
             }
         }
     }
-    let mut x = vec![0.0; n];
+    let mut x = [0.0; 3];
     for row in (0..n).rev() {
         let tail: f64 = (row + 1..n).map(|k| a[row][k] * x[k]).sum();
         x[row] = (a[row][n] - tail) / a[row][row];
     }
-    Ok(x)
+    small(x[..n].iter().copied())
 }
 
 impl UniPc {
@@ -224,14 +246,14 @@ impl UniPc {
             return Ok(if self.predict_x0 {
                 Update {
                     start: 0.0,
-                    past: vec![to.alpha],
+                    past: small([to.alpha])?,
                     new: 0.0,
                 }
             } else {
                 let r = to.alpha / from.alpha;
                 Update {
                     start: r,
-                    past: vec![-r * from.sigma],
+                    past: small([-r * from.sigma])?,
                     new: 0.0,
                 }
             });
@@ -246,28 +268,27 @@ impl UniPc {
             UniPcVariant::Bh1 => z,
             UniPcVariant::Bh2 => z.exp_m1(),
         };
-        let r: Vec<f64> = (1..order)
-            .map(|j| (ctx.half_lambda(s - j) - ctx.half_lambda(s)) / h)
-            .collect();
+        let r = small((1..order).map(|j| (ctx.half_lambda(s - j) - ctx.half_lambda(s)) / h))?;
         // ρ_1 … ρ_{p−1} (UniP) or ρ_1 … ρ_q (UniC; ρ_q weighs m_t − m_s).
         let n_rho = if corrector { order } else { order - 1 };
         let rho = match n_rho {
-            0 => Vec::new(),
-            1 => vec![0.5],
+            0 => Small::new(),
+            1 => small([0.5])?,
             _ => {
-                let b: Vec<f64> = g_values(z, n_rho)
-                    .iter()
-                    .enumerate()
-                    .map(|(j, g)| g * factorial(j + 1) / b_h)
-                    .collect();
+                let b = small(
+                    g_values(z, n_rho)?
+                        .iter()
+                        .enumerate()
+                        .map(|(j, g)| g * factorial(j + 1) / b_h),
+                )?;
                 let mut nodes = r.clone();
                 if corrector {
-                    nodes.push(1.0);
+                    nodes.try_push(1.0).map_err(|_| too_high())?;
                 }
                 solve_vandermonde(&nodes, &b)?
             }
         };
-        let mut past = vec![0.0; order];
+        let mut past = small((0..order).map(|_| 0.0))?;
         past[0] = -k * z.exp_m1();
         for (j, (rho_j, r_j)) in rho.iter().zip(&r).enumerate() {
             let w = k * b_h * rho_j / r_j;
@@ -328,18 +349,18 @@ impl Method for UniPc {
         // x_{i+1} = A_p·(A_c·x_{i−1}^c + c_new·P_0 + Σ c_k·H_{k+1}) + Σ π_k·m_{i−k}.
         let corr = self.corrector(ctx)?;
         let n_hist = (p - 1).max(corr.past.len());
-        let history: Vec<f64> = (1..=n_hist)
-            .map(|k| {
-                pred.past.get(k).copied().unwrap_or(0.0)
-                    + pred.start * corr.past.get(k - 1).copied().unwrap_or(0.0)
-            })
-            .collect();
-        Ok(Combination {
-            x: 0.0,
-            x_prev: pred.start * corr.start,
-            stages: vec![pred.past[0] + pred.start * corr.new],
-            history,
-        })
+        let history = small((1..=n_hist).map(|k| {
+            pred.past.get(k).copied().unwrap_or(0.0)
+                + pred.start * corr.past.get(k - 1).copied().unwrap_or(0.0)
+        }))?;
+        Ok(
+            Combination::new(0.0, &[pred.past[0] + pred.start * corr.new])
+                .with_history(&history)
+                .with_prev(pred.start * corr.start),
+        )
+    }
+    fn keeps_state(&self) -> bool {
+        true
     }
     /// `x_i^c` (`x_i` itself where step `i` does not correct), if the next
     /// step corrects.
@@ -352,11 +373,10 @@ impl Method for UniPc {
             return Ok(Some(Combination::new(1.0, &[])));
         }
         let corr = self.corrector(ctx)?;
-        Ok(Some(Combination {
-            x: 0.0,
-            x_prev: corr.start,
-            stages: vec![corr.new],
-            history: corr.past,
-        }))
+        Ok(Some(
+            Combination::new(0.0, &[corr.new])
+                .with_history(&corr.past)
+                .with_prev(corr.start),
+        ))
     }
 }

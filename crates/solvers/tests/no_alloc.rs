@@ -1,0 +1,211 @@
+//! The sampling loop allocates nothing: after `SolverState::new`, every
+//! step of every deterministic solver (shared and per-row grids, tensors
+//! larger than one rayon chunk) runs without a single heap allocation,
+//! counted by a global allocator.
+//!
+//! The pool has one thread: with more, rayon's work stealing goes through
+//! crossbeam's epoch-based reclamation, which now and then allocates a
+//! garbage bag on a stealing thread. That is the thread pool's
+//! bookkeeping, not the driver's or the backend's, and it is timing
+//! dependent, so a test could not assert it away.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use diffuse_solvers::{
+    Affine, Backend, Condition, CpuBackend, Denoiser, LinComb, Marginal, NoiseLevel, Operand,
+    Parameterization, Result, SamplingGrid, SolverState, by_name, deterministic_names,
+};
+
+/// Counts allocations (from any thread) while `COUNTING` is set.
+struct Counting;
+
+static COUNTING: AtomicBool = AtomicBool::new(false);
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: forwards every call to the system allocator unchanged.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if COUNTING.load(Ordering::Relaxed) {
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        }
+        // SAFETY: the caller's contract is passed on.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: the caller's contract is passed on.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if COUNTING.load(Ordering::Relaxed) {
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        }
+        // SAFETY: the caller's contract is passed on.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// The ε-parameterisation, written out (x̂₀ = (x − σ·out)/α).
+struct Eps;
+
+impl Parameterization for Eps {
+    fn name(&self) -> &str {
+        "epsilon"
+    }
+    fn x0_map(&self, m: Marginal) -> Result<Affine> {
+        Ok(Affine {
+            a: 1.0 / m.alpha,
+            b: -m.sigma / m.alpha,
+        })
+    }
+}
+
+/// A model that allocates nothing: `out = x/(1 + σ̃)` through one
+/// preallocated-size plan per call (a plan of one operand is a tiny
+/// allocation, so it is built once here and cloned never).
+struct Shrink {
+    plan: std::sync::Mutex<LinComb>,
+}
+
+impl Denoiser<CpuBackend> for Shrink {
+    fn parameterization(&self) -> &dyn Parameterization {
+        &Eps
+    }
+    fn predict(
+        &self,
+        backend: &CpuBackend,
+        x: &<CpuBackend as Backend>::Tensor,
+        levels: &[NoiseLevel],
+        _condition: Condition<'_, <CpuBackend as Backend>::Tensor>,
+        out: &mut <CpuBackend as Backend>::Tensor,
+    ) -> Result<()> {
+        let mut plan = self
+            .plan
+            .lock()
+            .map_err(|_| diffuse_solvers::Error::Backend {
+                backend: "test".into(),
+                message: "poisoned".into(),
+            })?;
+        for (r, l) in levels.iter().enumerate() {
+            let s = l.marginal.sigma / l.marginal.alpha;
+            plan.set_row(r, 0, 0, 0.5 / (1.0 + s))?;
+        }
+        backend.lincomb(&plan, &[x], &mut [out])
+    }
+}
+
+fn level(s: f64) -> NoiseLevel {
+    let alpha = 1.0 / (1.0 + s * s).sqrt();
+    NoiseLevel {
+        t: s,
+        marginal: Marginal {
+            alpha,
+            sigma: s * alpha,
+        },
+    }
+}
+
+/// `n` steps from `σ̃ = 10` to `0.1`, geometric, optionally ending at 0.
+fn grid(n: usize, scale: f64, clean: bool) -> Vec<NoiseLevel> {
+    let mut v: Vec<NoiseLevel> = (0..=n)
+        .map(|i| level(scale * 10.0 * 0.01f64.powf(i as f64 / n as f64)))
+        .collect();
+    if clean {
+        v.push(level(0.0));
+    }
+    v
+}
+
+/// A VP schedule with time `t = σ̃`, for methods with stages between levels.
+struct VpBySigma;
+
+impl diffuse_core::NoiseSchedule for VpBySigma {
+    fn name(&self) -> &str {
+        "vp-by-sigma"
+    }
+    fn t_range(&self) -> (f64, f64) {
+        (0.0, f64::INFINITY)
+    }
+    fn alpha(&self, t: f64) -> f64 {
+        1.0 / (1.0 + t * t).sqrt()
+    }
+    fn sigma(&self, t: f64) -> f64 {
+        t / (1.0 + t * t).sqrt()
+    }
+    fn t_of_log_snr(&self, lambda: f64) -> Result<f64> {
+        Ok((-0.5 * lambda).exp())
+    }
+}
+
+#[test]
+fn the_sampling_loop_allocates_nothing() -> Result<()> {
+    // The counter sees an allocation made where the loop will run.
+    let backend = CpuBackend::with_threads(1)?;
+    let seen = backend.run(|| {
+        ALLOCATIONS.store(0, Ordering::SeqCst);
+        COUNTING.store(true, Ordering::SeqCst);
+        drop(std::hint::black_box(vec![1u8; 3]));
+        COUNTING.store(false, Ordering::SeqCst);
+        ALLOCATIONS.load(Ordering::SeqCst)
+    });
+    assert_eq!(seen, 1);
+    let rows = 2;
+    // 2 × 70 000 elements: more than one rayon chunk, so the pass is split.
+    let cols = 70_000;
+    let init: Vec<f32> = (0..rows * cols)
+        .map(|i| ((i % 97) as f32 - 48.0) * 0.2)
+        .collect();
+    let grids = [
+        SamplingGrid::Shared(grid(12, 1.0, true)),
+        SamplingGrid::PerRow(vec![grid(12, 1.0, true), grid(12, 0.7, true)]),
+        SamplingGrid::Shared(grid(12, 1.0, false)),
+    ];
+    let mut checked = 0;
+    for name in deterministic_names() {
+        let method = by_name(name)?;
+        for g in &grids {
+            let model = Shrink {
+                plan: std::sync::Mutex::new(LinComb::per_row(&[Operand::Input(0)], 1, rows)?),
+            };
+            let mut x = backend.upload(&[rows, cols], &init)?;
+            let mut out = backend.zeros(&[rows, cols])?;
+            let mut state = SolverState::new(&backend, method.as_ref(), &VpBySigma, g, &x)?;
+            let counted = backend.run(|| -> Result<usize> {
+                ALLOCATIONS.store(0, Ordering::SeqCst);
+                COUNTING.store(true, Ordering::SeqCst);
+                let mut result = Ok(());
+                while !state.is_done() {
+                    result = model
+                        .predict(
+                            &backend,
+                            state.model_input(&x),
+                            state.request(),
+                            Condition::Unconditional,
+                            &mut out,
+                        )
+                        .and_then(|()| state.advance(&backend, &Eps, &mut x, &out));
+                    if result.is_err() {
+                        break;
+                    }
+                }
+                COUNTING.store(false, Ordering::SeqCst);
+                result.map(|()| ALLOCATIONS.load(Ordering::SeqCst))
+            })?;
+            assert_eq!(
+                counted,
+                0,
+                "{name} ({} grid): {counted} allocations in the loop",
+                if g.is_shared() { "shared" } else { "per-row" }
+            );
+            assert!(state.report().nfe >= g.steps());
+            let host = backend.to_host(&x)?;
+            assert!(host.iter().all(|v| v.is_finite()), "{name}: non-finite");
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 3 * deterministic_names().len());
+    Ok(())
+}

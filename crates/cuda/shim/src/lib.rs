@@ -1,0 +1,80 @@
+//! The CUDA kernels of `kernels/` compiled for the host by g++ (see
+//! `shim.h`): a launch runs every thread of the grid in turn. Test support
+//! for `diffuse-cuda`, whose tests compare these kernels with the CPU
+//! backend bit for bit.
+//!
+//! The arguments are the `#[repr(C)]` structs of `diffuse_cuda::kernels`,
+//! passed here as raw pointers so this crate depends on nothing.
+
+use std::ffi::{CString, c_char, c_int, c_void};
+
+unsafe extern "C" {
+    fn diffuse_shim_lincomb(
+        name: *const c_char,
+        grid: u32,
+        block: u32,
+        args: *const c_void,
+    ) -> c_int;
+    fn diffuse_shim_reduce(
+        name: *const c_char,
+        grid: u32,
+        block: u32,
+        args: *const c_void,
+    ) -> c_int;
+    fn diffuse_shim_fill_noise(
+        grid: u32,
+        block: u32,
+        out: *mut f32,
+        n: u64,
+        key0: u32,
+        key1: u32,
+        stream: u64,
+        offset: u64,
+    );
+}
+
+/// Runs the fused-step kernel `name` over `grid` blocks of `block` threads.
+/// Returns false for an unknown kernel name.
+///
+/// # Safety
+/// `args` must point to a `DfLinCombArgs` (`diffuse_cuda::kernels::LinCombArgs`)
+/// whose pointers are valid host addresses for its element counts.
+pub unsafe fn lincomb(name: &str, grid: u32, block: u32, args: *const c_void) -> bool {
+    let Ok(name) = CString::new(name) else {
+        return false;
+    };
+    // SAFETY: forwarded from the caller.
+    unsafe { diffuse_shim_lincomb(name.as_ptr(), grid, block, args) == 0 }
+}
+
+/// Runs the reduction kernel `name` over `grid` blocks of `block` threads.
+/// Returns false for an unknown kernel name.
+///
+/// # Safety
+/// `args` must point to a `DfReduceArgs` (`diffuse_cuda::kernels::ReduceArgs`)
+/// whose pointers are valid host addresses of the sizes it implies.
+pub unsafe fn reduce(name: &str, grid: u32, block: u32, args: *const c_void) -> bool {
+    let Ok(name) = CString::new(name) else {
+        return false;
+    };
+    // SAFETY: forwarded from the caller.
+    unsafe { diffuse_shim_reduce(name.as_ptr(), grid, block, args) == 0 }
+}
+
+/// Runs `diffuse_fill_noise` over `grid` blocks of `block` threads into
+/// `out` (elements `offset ..` of draw `stream` under the key).
+pub fn fill_noise(grid: u32, block: u32, out: &mut [f32], key: [u32; 2], stream: u64, offset: u64) {
+    // SAFETY: the kernel writes at most `out.len()` elements of `out`.
+    unsafe {
+        diffuse_shim_fill_noise(
+            grid,
+            block,
+            out.as_mut_ptr(),
+            out.len() as u64,
+            key[0],
+            key[1],
+            stream,
+            offset,
+        )
+    }
+}

@@ -14,7 +14,8 @@ use diffuse_nets::{GaussianMixture, GmmDenoiser};
 use diffuse_param::Sample;
 use diffuse_solvers::{
     Ddim, Deis, Dpm2, DpmAlgorithm, DpmPp2S, DpmSolverMultistep, DpmSolverSinglestep, Euler, Heun,
-    Lms, Method, Pndm, PndmStart, SecondOrder, SinglestepStages, UniPc, UniPcVariant, VeSchedule,
+    Lms, Method, Pndm, PndmStart, SecondOrder, SinglestepStages, ThirdOrder, UniPc, UniPcVariant,
+    VeSchedule,
 };
 use serde_json::Value;
 
@@ -177,6 +178,8 @@ fn diffusers_method(config: &SchedulerConfig) -> Result<Box<dyn Method>> {
                 .map_err(|_| unsupported())?;
             method.lower_order_final = s.lower_order_final;
             method.euler_at_final = s.euler_at_final;
+            // diffusers' order-3 coefficients (see ThirdOrder).
+            method.third_order = ThirdOrder::AsLibraries;
             Box::new(method)
         }
         // Blocks of solver_order grid steps whose levels are the stages;
@@ -266,6 +269,7 @@ fn kdiffusion_method(name: &str, kwargs: &Value) -> Result<Box<dyn Method>> {
             solver_type: SecondOrder::Heun,
             lower_order_final: false,
             euler_at_final: false,
+            third_order: ThirdOrder::AsLibraries,
         }));
     }
     if name.strip_prefix("sample_").unwrap_or(name) == "dpmpp_2s_ancestral" {
@@ -290,6 +294,7 @@ fn kdiffusion_method(name: &str, kwargs: &Value) -> Result<Box<dyn Method>> {
             solver_type: SecondOrder::Midpoint,
             lower_order_final: false,
             euler_at_final: false,
+            third_order: ThirdOrder::AsLibraries,
         }),
         "lms" => Box::new(Lms::default()),
         other => {

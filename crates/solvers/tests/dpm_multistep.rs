@@ -6,7 +6,7 @@
 use diffuse_solvers::{
     Affine, Backend, CpuBackend, DpmAlgorithm, DpmSolverMultistep, Error, Marginal, Method,
     NoiseLevel, Parameterization, Prediction, Result, SamplingGrid, SecondOrder, SolverState,
-    StepContext, VeSchedule,
+    StepContext, ThirdOrder, VeSchedule,
 };
 
 const ALGORITHMS: [DpmAlgorithm; 2] = [DpmAlgorithm::DataPrediction, DpmAlgorithm::NoisePrediction];
@@ -68,6 +68,7 @@ fn method(
         solver_type,
         lower_order_final,
         euler_at_final: false,
+        third_order: ThirdOrder::AsLibraries,
     }
 }
 

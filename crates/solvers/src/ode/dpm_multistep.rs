@@ -39,9 +39,13 @@
 //! Note on order 3: the `D₂` coefficient shared by diffusers, k-diffusion
 //! and the reference DPM-Solver code, `q₂`, is half of what integrating the
 //! quadratic interpolant of the predictions exactly gives (`D₂` is
-//! `h²·m″/2`, whose integral against the exponential weight is `2·q₂`). It
-//! is reproduced as is: the order-3 step has a local error of order `h³`
-//! and the method converges with order 2 (see the tests).
+//! `h²·m″/2`, whose integral against the exponential weight is `2·q₂`).
+//! With that coefficient the order-3 step has a local error of order `h³`
+//! and the method converges with order 2. [`ThirdOrder::Exact`] (the
+//! default) uses `C = −α′·2q₂(−h)` (DPM-Solver++) or `−σ′·2q₂(h)`
+//! (DPM-Solver) and converges with order 3;
+//! [`ThirdOrder::AsLibraries`] reproduces the libraries' numbers (replay
+//! of their runs uses it).
 //!
 //! A step to σ′ = 0 of DPM-Solver uses the finite limit of its first-order
 //! coefficient, `σ′·(eʰ − 1) = (α′·σ/α)·(1 − e^{−h})`, so DPM-Solver can
@@ -72,6 +76,17 @@ pub enum SecondOrder {
     Heun,
 }
 
+/// The coefficient of the second difference `D₂` in the order-3 update.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ThirdOrder {
+    /// `2·q₂`: the exact integral of the quadratic interpolant; order 3.
+    #[default]
+    Exact,
+    /// `q₂`, as diffusers, k-diffusion and the reference DPM-Solver code
+    /// have it: the same numbers as those libraries, order 2.
+    AsLibraries,
+}
+
 /// Multistep DPM-Solver / DPM-Solver++ of order 1 to 3.
 ///
 /// Names: `dpmpp-1m`, `dpmpp-2m`, `dpmpp-3m` (data prediction, midpoint
@@ -85,9 +100,8 @@ pub enum SecondOrder {
 /// without `lower_order_final`; its `sample_dpmpp_3m_sde` at `eta = 0` is
 /// order 3, data prediction, Heun, without `lower_order_final`.
 ///
-/// [`Method::order`] reports the nominal order (`order`); with the
-/// libraries' order-3 coefficients (module documentation) order 3
-/// converges with order 2.
+/// [`Method::order`] reports the order of convergence: `order`, except 2
+/// for order 3 with the libraries' coefficients ([`ThirdOrder`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DpmSolverMultistep {
     /// The order, 1 to 3 (diffusers' `solver_order`).
@@ -101,6 +115,8 @@ pub struct DpmSolverMultistep {
     pub lower_order_final: bool,
     /// A first-order last step whatever the grid.
     pub euler_at_final: bool,
+    /// The order-3 coefficient of `D₂`.
+    pub third_order: ThirdOrder,
 }
 
 impl Default for DpmSolverMultistep {
@@ -112,6 +128,7 @@ impl Default for DpmSolverMultistep {
             solver_type: SecondOrder::Midpoint,
             lower_order_final: true,
             euler_at_final: false,
+            third_order: ThirdOrder::Exact,
         }
     }
 }
@@ -127,6 +144,7 @@ impl DpmSolverMultistep {
             solver_type,
             lower_order_final: true,
             euler_at_final: false,
+            third_order: ThirdOrder::Exact,
         })
     }
 
@@ -209,7 +227,11 @@ impl Method for DpmSolverMultistep {
         }
     }
     fn order(&self) -> usize {
-        self.order
+        if self.order == 3 && self.third_order == ThirdOrder::AsLibraries {
+            2
+        } else {
+            self.order
+        }
     }
     fn nfe_per_step(&self) -> usize {
         1
@@ -268,7 +290,11 @@ impl Method for DpmSolverMultistep {
         }
         let h1 = ctx.half_lambda(ctx.i - 1) - ctx.half_lambda(ctx.i - 2);
         let r1 = h1 / h;
-        let (b, c) = (f * q1(z), f * q2(z));
+        let c_scale = match self.third_order {
+            ThirdOrder::Exact => 2.0,
+            ThirdOrder::AsLibraries => 1.0,
+        };
+        let (b, c) = (f * q1(z), c_scale * f * q2(z));
         // Coefficients of (m₀, m₁, m₂) in D₁₀, D₁₁, D₁ and D₂.
         let d10 = [1.0 / r0, -1.0 / r0, 0.0];
         let d11 = [0.0, 1.0 / r1, -1.0 / r1];

@@ -21,7 +21,7 @@ mod unipc;
 
 pub use ddim::Ddim;
 pub use deis::Deis;
-pub use dpm_multistep::{DpmAlgorithm, DpmSolverMultistep, SecondOrder};
+pub use dpm_multistep::{DpmAlgorithm, DpmSolverMultistep, SecondOrder, ThirdOrder};
 pub use dpm_singlestep::{DpmSolverSinglestep, SinglestepStages};
 pub use dpm2::Dpm2;
 pub use dpmpp_2s::DpmPp2S;

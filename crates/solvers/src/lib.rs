@@ -61,7 +61,8 @@ pub use method::{
 };
 pub use ode::{
     Ddim, Deis, Dpm2, DpmAlgorithm, DpmPp2S, DpmSolverMultistep, DpmSolverSinglestep, Euler, Heun,
-    IPndm, Lms, Pndm, PndmStart, SecondOrder, SinglestepStages, ThirdOrder, UniPc, UniPcVariant,
+    IPndm, Lms, Pndm, PndmStart, SecondOrder, SecondOrderStart, SinglestepStages, ThirdOrder,
+    UniPc, UniPcVariant,
 };
 pub use registry::{by_name, deterministic_names};
 

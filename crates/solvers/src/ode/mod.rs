@@ -17,6 +17,7 @@ mod euler;
 mod heun;
 mod lms;
 mod pndm;
+mod second_order_start;
 mod unipc;
 
 pub use ddim::Ddim;
@@ -29,6 +30,7 @@ pub use euler::Euler;
 pub use heun::Heun;
 pub use lms::Lms;
 pub use pndm::{IPndm, Pndm, PndmStart};
+pub use second_order_start::SecondOrderStart;
 pub use unipc::{UniPc, UniPcVariant};
 
 use diffuse_core::Marginal;

@@ -5,8 +5,8 @@ use diffuse_core::{Error, Result};
 
 use crate::method::Method;
 use crate::ode::{
-    Ddim, Deis, Dpm2, DpmAlgorithm, DpmPp2S, DpmSolverMultistep, DpmSolverSinglestep, Euler, Heun,
-    IPndm, Lms, Pndm, SecondOrder, UniPc,
+    Ddim, Deis, Dpm2, DpmAlgorithm, DpmPp2S, DpmSolverMultistep, DpmSolverSinglestep, Euler,
+    FlowEuler, FlowHeun, Heun, IPndm, Lms, Pndm, SecondOrder, UniPc,
 };
 
 /// Canonical names of the deterministic solvers, in display order.
@@ -28,6 +28,8 @@ pub fn deterministic_names() -> Vec<&'static str> {
         "dpmpp-2m",
         "dpmpp-3m",
         "unipc",
+        "flow-euler",
+        "flow-heun",
     ]
 }
 
@@ -64,6 +66,8 @@ pub fn by_name(name: &str) -> Result<Box<dyn Method>> {
         "dpmpp-2m" => multistep(2, DpmAlgorithm::DataPrediction)?,
         "dpmpp-3m" => multistep(3, DpmAlgorithm::DataPrediction)?,
         "unipc" => Box::new(UniPc::default()),
+        "flow-euler" => Box::new(FlowEuler),
+        "flow-heun" => Box::new(FlowHeun),
         other => {
             return Err(Error::InvalidArgument {
                 name: "solver",

@@ -81,6 +81,67 @@ fn read_row(dir: &Path, id: &str) -> Result<Row> {
     })
 }
 
+/// The median time of the criterion benchmark `id` in `dir`, in ns.
+fn median_ns(dir: &Path, id: &str) -> Result<f64> {
+    let new = dir.join(id).join("new");
+    let est: Estimates = serde_json::from_str(
+        &std::fs::read_to_string(new.join("estimates.json"))
+            .with_context(|| format!("reading {}", new.display()))?,
+    )?;
+    Ok(est.median.point_estimate)
+}
+
+/// Steps per timed run in the `sampling_loop` bench of diffuse-solvers.
+const LOOP_STEPS: f64 = 100.0;
+
+/// Runs the sampling-loop bench and returns its section of the report.
+fn sampling_loop_section(root: &Path, target: &Path, extra: &[String]) -> Result<String> {
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(root)
+        .args([
+            "bench",
+            "-p",
+            "diffuse-solvers",
+            "--bench",
+            "sampling_loop",
+            "--",
+        ])
+        .args(extra)
+        .status()
+        .context("running cargo bench")?;
+    if !status.success() {
+        bail!("cargo bench (sampling loop) failed");
+    }
+    let dir = target.join("criterion").join("sampling_loop");
+    let mut md = String::from(
+        "\n## The sampling loop against its fused step\n\n\
+         A run of 100 steps on 2²⁰ elements with a model that costs nothing (its output is left \
+         as it is), per step, against one `lincomb` of the same layout timed alone: the ratio \
+         is the driver's overhead (host coefficients, plan updates, bookkeeping, and the buffers \
+         a run allocates when it starts). Target: ≤ 1.1.\n\n\
+         | solver | loop, ms per step | fused step, ms | ratio | target |\n|---|---:|---:|---:|---|\n",
+    );
+    for (run, fused, label) in [
+        ("ddim_run", "fused_k2_m1", "DDIM (K=2, M=1)"),
+        ("dpmpp_2m_run", "fused_k3_m2", "DPM-Solver++(2M) (K=3, M=2)"),
+    ] {
+        let per_step = median_ns(&dir, run)? / LOOP_STEPS;
+        let step = median_ns(&dir, fused)?;
+        let ratio = per_step / step;
+        let verdict = if ratio <= 1.1 {
+            "≤ 1.1: met"
+        } else {
+            "≤ 1.1: **not met**"
+        };
+        md.push_str(&format!(
+            "| {label} | {:.3} | {:.3} | {ratio:.3} | {verdict} |\n",
+            per_step / 1e6,
+            step / 1e6
+        ));
+    }
+    Ok(md)
+}
+
 #[derive(Deserialize)]
 struct Paired {
     gbps: f64,
@@ -250,6 +311,7 @@ fn bench(extra: &[String]) -> Result<()> {
         ceiling / triad.gbps(),
         ceiling / paired_triad,
     ));
+    md.push_str(&sampling_loop_section(&root, &target, extra)?);
     md.push_str(
         "\nReproduce: `cargo xtask bench` (all cases), or for one case on your machine \
          `cargo run --release -- bench step --elements 16777216 --inputs 3 --outputs 2 --noise --triad`.\n",

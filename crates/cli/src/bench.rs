@@ -8,6 +8,7 @@ use diffuse_core::CpuBackend;
 use diffuse_core::bench::{StepWorkload, Triad};
 
 use crate::cli::{Format, StepArgs};
+use crate::device::Device;
 use crate::error::{CliError, CliResult};
 
 /// Untimed runs before timing.
@@ -66,12 +67,93 @@ fn median_ms(
     Ok((median(step_times), triad.map(|_| median(triad_times))))
 }
 
+/// The fused step on a CUDA device: median milliseconds (the stream is
+/// synchronised after each run, so the time is the kernel's).
+fn cuda_step_ms(ordinal: usize, args: &StepArgs) -> CliResult<f64> {
+    use diffuse_core::{Backend, LinComb, NoiseStream, Operand};
+    let gpu = diffuse_cuda::CudaBackend::new(ordinal)?;
+    let n = args.elements as usize;
+    let (k, m) = (usize::from(args.inputs), usize::from(args.outputs));
+    let operands: Vec<Operand> = (0..k).map(Operand::Input).collect();
+    let mut plan = LinComb::new(&operands, m)?;
+    if args.noise {
+        plan = plan.with_noise(NoiseStream::new(0, 1), 0);
+    }
+    for mm in 0..m {
+        for kk in 0..k {
+            plan.set(mm, kk, 1.0 / (1 + mm + kk) as f64)?;
+        }
+        if args.noise {
+            plan.set_noise(mm, 0.1)?;
+        }
+    }
+    let mut tensor = |stream: u64| -> CliResult<diffuse_cuda::CudaTensor> {
+        let mut t = gpu.zeros(&[n])?;
+        gpu.fill_noise(NoiseStream::new(1, stream), 0, &mut t)?;
+        Ok(t)
+    };
+    let inputs = (0..k as u64)
+        .map(&mut tensor)
+        .collect::<CliResult<Vec<_>>>()?;
+    let mut outputs = (0..m as u64)
+        .map(|s| tensor(100 + s))
+        .collect::<CliResult<Vec<_>>>()?;
+    gpu.prepare(k, m)?;
+    let refs: Vec<&diffuse_cuda::CudaTensor> = inputs.iter().collect();
+    let mut times = Vec::with_capacity(args.repeats as usize);
+    for i in 0..WARMUP + args.repeats as usize {
+        let mut targets: Vec<&mut diffuse_cuda::CudaTensor> = outputs.iter_mut().collect();
+        gpu.synchronize()?;
+        let start = Instant::now();
+        gpu.lincomb(&plan, &refs, &mut targets)?;
+        gpu.synchronize()?;
+        if i >= WARMUP {
+            times.push(start.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    Ok(median(times))
+}
+
 pub fn step(args: StepArgs) -> CliResult<()> {
-    if args.device != "cpu" {
-        return Err(CliError::Usage(format!(
-            "device '{}' is not available in this build; use --device cpu",
-            args.device
-        )));
+    if let Device::Cuda(ordinal) = args.device {
+        if args.triad {
+            return Err(CliError::Usage(
+                "--triad times the CPU's memory bandwidth; on a GPU compare with the card's \
+                 bandwidth (docs/cuda.md)"
+                    .into(),
+            ));
+        }
+        let ms = cuda_step_ms(ordinal, &args)?;
+        let bytes = 4 * args.elements * (u64::from(args.inputs) + u64::from(args.outputs));
+        let gbps = bytes as f64 / (ms * 1e6);
+        let report = StepReport {
+            gbps,
+            ms,
+            elements: args.elements,
+            inputs: args.inputs,
+            outputs: args.outputs,
+            noise: args.noise,
+            bytes,
+            threads: 0,
+            repeats: args.repeats,
+            triad_gbps: None,
+            ratio_to_triad: None,
+        };
+        match args.format {
+            Format::Json => println!("{}", serde_json::to_string(&report)?),
+            Format::Text => println!(
+                "lincomb K={} M={}{} on {} elements, {}: {:.3} ms, {:.2} GB/s ({} bytes per step)",
+                args.inputs,
+                args.outputs,
+                if args.noise { " +noise" } else { "" },
+                args.elements,
+                args.device,
+                ms,
+                gbps,
+                bytes
+            ),
+        }
+        return Ok(());
     }
     let cpu = CpuBackend::new();
     let n = args.elements as usize;

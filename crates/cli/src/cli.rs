@@ -163,9 +163,9 @@ pub struct StepArgs {
     /// Also time the STREAM triad a = b + s·c and report the ratio.
     #[arg(long)]
     pub triad: bool,
-    /// Device to run on.
+    /// Device to run on: cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
-    pub device: String,
+    pub device: crate::device::Device,
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,

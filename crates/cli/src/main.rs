@@ -9,6 +9,7 @@
 
 mod bench;
 mod cli;
+mod device;
 mod error;
 mod noise;
 mod orders;

@@ -352,3 +352,27 @@ fn orders_are_measured() {
     }
     assert_eq!(targets.len(), want.len());
 }
+
+#[test]
+fn the_device_flag_switches_to_cuda_or_says_why_not() {
+    let args = [
+        "bench",
+        "step",
+        "--device",
+        "cuda",
+        "--elements",
+        "4096",
+        "--format",
+        "json",
+    ];
+    let o = diffuse(&args);
+    if o.status.success() {
+        // A machine with a GPU: the same report as on the CPU.
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert!(v["gbps"].as_f64().unwrap() > 0.0);
+        assert_eq!(v["bytes"], 4 * 4096 * 3);
+    } else {
+        assert_one_line_error(&args, "CUDA");
+    }
+    assert_one_line_error(&["bench", "step", "--device", "gpu"], "cuda:N");
+}

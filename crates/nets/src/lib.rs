@@ -21,9 +21,32 @@
 //! # Ok::<(), diffuse_nets::Error>(())
 //! ```
 
+pub mod checkpoint;
+mod denoiser;
+pub mod ema;
+pub mod embedding;
 mod gmm;
+mod kernels;
+pub mod layers;
+pub mod mlp;
+pub mod optim;
+pub mod params;
+pub mod train;
 
+pub use checkpoint::{
+    Checkpoint, CheckpointError, CheckpointWriter, load_net, load_trainer, save_trainer,
+};
+pub use denoiser::NetDenoiser;
 pub use diffuse_core::{
     Condition, Denoiser, Error, Marginal, NoiseLevel, Parameterization, Result,
 };
+pub use ema::{Ema, EmaKind, gamma_from_sigma_rel, sigma_rel_from_gamma};
+pub use embedding::{
+    ClassEmbedding, FourierEmbedding, SinusoidalEmbedding, TimeEmbedding, TimeEmbeddingConfig,
+};
 pub use gmm::{GaussianMixture, GmmDenoiser, WEIGHT_SUM_TOLERANCE};
+pub use layers::{Layer, LayerNorm, Linear, ResidualBlock, Sequential, Silu};
+pub use mlp::{Architecture, ClassConfig, DenoiserNet, NetConfig, SHARD_ROWS, TrainWorkspace};
+pub use optim::{Adam, AdamConfig, CosineDecay, LrSchedule, clip_grad_norm, global_norm};
+pub use params::{Init, ParamBuilder, ParamLayout, ParamRef, ParamSpec, ParamStore};
+pub use train::{EpsTrainer, StepStats, TrainConfig, reference_train_step};

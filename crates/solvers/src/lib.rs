@@ -60,9 +60,9 @@ pub use method::{
     stage_levels,
 };
 pub use ode::{
-    Ddim, Deis, Dpm2, DpmAlgorithm, DpmPp2S, DpmSolverMultistep, DpmSolverSinglestep, Euler,
-    FlowEuler, FlowHeun, Heun, IPndm, Lms, Pndm, PndmStart, SecondOrder, SecondOrderStart,
-    SinglestepStages, ThirdOrder, UniPc, UniPcVariant,
+    AdaptiveReport, Ddim, Deis, Dpm2, DpmAdaptive, DpmAlgorithm, DpmPp2S, DpmSolverMultistep,
+    DpmSolverSinglestep, ErrorNorm, Euler, FlowEuler, FlowHeun, Heun, IPndm, Lms, Pndm, PndmStart,
+    SecondOrder, SecondOrderStart, SinglestepStages, ThirdOrder, UniPc, UniPcVariant,
 };
 pub use registry::{by_name, deterministic_names};
 

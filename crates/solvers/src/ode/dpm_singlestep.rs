@@ -77,7 +77,7 @@ use super::{DpmAlgorithm, SecondOrder};
 use crate::method::{Combination, Method, Prediction, StageLevels, StepContext};
 
 /// Up to three nodes or coefficients (orders 1 to 3), on the stack.
-type Three<T> = ArrayVec<T, 3>;
+pub(crate) type Three<T> = ArrayVec<T, 3>;
 
 /// `items` as a [`Three`]; an error beyond order 3.
 fn three<T: Clone>(items: impl IntoIterator<Item = T>) -> Result<Three<T>> {
@@ -141,14 +141,14 @@ impl Default for DpmSolverSinglestep {
 
 /// One node of an update: marginal and half log-SNR.
 #[derive(Clone, Copy, Debug)]
-struct Node {
+pub(crate) struct Node {
     alpha: f64,
     sigma: f64,
     ell: f64,
 }
 
 impl Node {
-    fn of(m: Marginal) -> Self {
+    pub(crate) fn of(m: Marginal) -> Self {
         Self {
             alpha: m.alpha,
             sigma: m.sigma,
@@ -179,7 +179,7 @@ fn phi(k: u32, z: f64) -> f64 {
 
 /// The order-`nodes.len()` update from `nodes[0]` to `to`: the coefficient
 /// of `x_b` and those of the predictions at `nodes` (module documentation).
-fn singlestep(
+pub(crate) fn singlestep(
     algorithm: DpmAlgorithm,
     form: SecondOrder,
     nodes: &[Node],

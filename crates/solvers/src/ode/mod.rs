@@ -10,6 +10,7 @@
 mod ddim;
 mod deis;
 mod dpm2;
+mod dpm_adaptive;
 mod dpm_multistep;
 mod dpm_singlestep;
 mod dpmpp_2s;
@@ -23,6 +24,7 @@ mod unipc;
 
 pub use ddim::Ddim;
 pub use deis::Deis;
+pub use dpm_adaptive::{AdaptiveReport, DpmAdaptive, ErrorNorm};
 pub use dpm_multistep::{DpmAlgorithm, DpmSolverMultistep, SecondOrder, ThirdOrder};
 pub use dpm_singlestep::{DpmSolverSinglestep, SinglestepStages};
 pub use dpm2::Dpm2;

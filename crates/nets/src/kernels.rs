@@ -1,0 +1,305 @@
+//! Inner loops: GEMM through the `gemm` crate, and element-wise kernels
+//! (sigmoid, sine/cosine) written as branch-free polynomials that the
+//! compiler vectorises, compiled twice (portable and AVX2+FMA, chosen at run
+//! time).
+//!
+//! None of these kernels contracts multiplications and additions into fused
+//! multiply–adds, so both versions give the same bits.
+
+use diffuse_core::{Error, Result};
+use ndarray::{ArrayView2, ArrayViewMut2};
+
+/// Whether the running CPU has AVX2 and FMA (cached by the standard library).
+#[inline]
+pub(crate) fn has_avx2_fma() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// `C ← A·B` (or `C ← C + A·B` when `accumulate`), single-threaded, for views
+/// of any strides. `A` is `m×k`, `B` is `k×n`, `C` is `m×n`.
+pub(crate) fn matmul(
+    mut c: ArrayViewMut2<'_, f32>,
+    a: ArrayView2<'_, f32>,
+    b: ArrayView2<'_, f32>,
+    accumulate: bool,
+) -> Result<()> {
+    let (m, k) = a.dim();
+    let (k2, n) = b.dim();
+    if k != k2 || c.dim() != (m, n) {
+        return Err(Error::ShapeMismatch {
+            op: "matmul",
+            expected: vec![m, k, n],
+            found: vec![c.nrows(), k2, c.ncols()],
+        });
+    }
+    if m == 0 || n == 0 {
+        return Ok(());
+    }
+    if k == 0 {
+        if !accumulate {
+            c.fill(0.0);
+        }
+        return Ok(());
+    }
+    let (cs, ss) = (c.strides()[0], c.strides()[1]);
+    let (ars, acs) = (a.strides()[0], a.strides()[1]);
+    let (brs, bcs) = (b.strides()[0], b.strides()[1]);
+    // SAFETY: the three views are valid for their shapes and strides; `c` is
+    // borrowed mutably, so it aliases neither `a` nor `b`; the dimensions
+    // passed are the views' own.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            ss,
+            cs,
+            accumulate,
+            a.as_ptr(),
+            acs,
+            ars,
+            b.as_ptr(),
+            bcs,
+            brs,
+            1.0f32,
+            1.0f32,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+    Ok(())
+}
+
+/// `1.5·2²³`: adding it to an f32 of magnitude below 2²² rounds to the
+/// nearest integer, which then sits in the low mantissa bits.
+const ROUND_F32: f32 = 12_582_912.0;
+const LOG2E_F32: f32 = std::f32::consts::LOG2_E;
+// ln 2 split so that n·LN2_HI is exact for |n| < 2⁸.
+const LN2_HI_F32: f32 = f32::from_bits(0x3f31_7200); // 0.693145751953125
+const LN2_LO_F32: f32 = f32::from_bits(0x35bf_be8e); // 1.428606765330187e-06
+
+/// `eˣ` for f32, branch-free: `x = n·ln2 + r`, `|r| ≤ ln2/2`, Cody–Waite
+/// reduction with a two-part ln 2, `eʳ` by its degree-6 Taylor polynomial
+/// (truncation below 1.3e-7 relative, about one f32 ulp), and `2ⁿ` built
+/// from the exponent bits.
+/// The input is clamped to `[−87, 88]`, so the result is finite and normal.
+#[inline(always)]
+pub(crate) fn exp_f32(x: f32) -> f32 {
+    let x = x.clamp(-87.0, 88.0);
+    let shifted = x * LOG2E_F32 + ROUND_F32;
+    let n = shifted - ROUND_F32;
+    let ni = shifted.to_bits().wrapping_sub(ROUND_F32.to_bits()) as i32;
+    let r = (x - n * LN2_HI_F32) - n * LN2_LO_F32;
+    let p = 1.0
+        + r * (1.0
+            + r * (0.5
+                + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
+    let scale = f32::from_bits(((ni + 127) as u32) << 23);
+    p * scale
+}
+
+/// `σ(x) = 1/(1 + e⁻ˣ)` with [`exp_f32`].
+#[inline(always)]
+pub(crate) fn sigmoid_f32(x: f32) -> f32 {
+    1.0 / (1.0 + exp_f32(-x))
+}
+
+#[inline(always)]
+fn silu_forward_body(x: &[f32], s: &mut [f32], y: &mut [f32]) {
+    for ((x, s), y) in x.iter().zip(s.iter_mut()).zip(y.iter_mut()) {
+        let sig = sigmoid_f32(*x);
+        *s = sig;
+        *y = *x * sig;
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn silu_forward_avx2(x: &[f32], s: &mut [f32], y: &mut [f32]) {
+    silu_forward_body(x, s, y);
+}
+
+/// SiLU forward: `s = σ(x)`, `y = x·s` element-wise (the slices have equal
+/// lengths).
+pub(crate) fn silu_forward(x: &[f32], s: &mut [f32], y: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2_fma() {
+        // SAFETY: the CPU supports AVX2 and FMA.
+        unsafe { silu_forward_avx2(x, s, y) };
+        return;
+    }
+    silu_forward_body(x, s, y);
+}
+
+#[inline(always)]
+fn silu_backward_body(x: &[f32], s: &[f32], dy: &[f32], dx: &mut [f32]) {
+    for (((x, s), dy), dx) in x.iter().zip(s).zip(dy).zip(dx.iter_mut()) {
+        *dx = *dy * (*s * (1.0 + *x * (1.0 - *s)));
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn silu_backward_avx2(x: &[f32], s: &[f32], dy: &[f32], dx: &mut [f32]) {
+    silu_backward_body(x, s, dy, dx);
+}
+
+/// SiLU backward: `dx = dy·σ(x)·(1 + x·(1 − σ(x)))`, with `s = σ(x)` saved by
+/// the forward pass.
+pub(crate) fn silu_backward(x: &[f32], s: &[f32], dy: &[f32], dx: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2_fma() {
+        // SAFETY: the CPU supports AVX2 and FMA.
+        unsafe { silu_backward_avx2(x, s, dy, dx) };
+        return;
+    }
+    silu_backward_body(x, s, dy, dx);
+}
+
+/// `1.5·2⁵²`: adding it to an f64 of magnitude below 2⁵¹ rounds to the
+/// nearest integer.
+const ROUND_F64: f64 = 6_755_399_441_055_744.0;
+const TWO_OVER_PI: f64 = std::f64::consts::FRAC_2_PI;
+// π/2 in three parts (Cody–Waite), each with trailing zero bits so that
+// q·PIO2_HI and q·PIO2_MID are exact for |q| < 2²⁰.
+const PIO2_HI: f64 = f64::from_bits(0x3ff9_21fb_5440_0000); // 1.5707963267341256
+const PIO2_MID: f64 = f64::from_bits(0x3dd0_b461_1a60_0000); // 6.077100506303966e-11
+const PIO2_LO: f64 = f64::from_bits(0x3ba3_198a_2e03_7073); // 2.0222662487959506e-21
+
+/// `(sin a, cos a)` in f64, branch-free, for `|a| < 2²⁰·π/2 ≈ 1.6e6`.
+///
+/// Reduction `a = q·π/2 + r`, `|r| ≤ π/4`, with a three-part π/2; then the
+/// Taylor polynomials `sin r = r − r³/3! + … − r¹⁵/15!` and
+/// `cos r = 1 − r²/2! + … − r¹⁴/14!` (truncation below 4e-15 on
+/// `|r| ≤ π/4`), and the quadrant `q mod 4` rotates the pair. Accurate to a
+/// few f64 ulps, far below the f32 rounding of the embeddings.
+#[inline(always)]
+pub(crate) fn sincos_f64(a: f64) -> (f64, f64) {
+    let shifted = a * TWO_OVER_PI + ROUND_F64;
+    let q = shifted - ROUND_F64;
+    let qi = shifted.to_bits().wrapping_sub(ROUND_F64.to_bits());
+    let r = ((a - q * PIO2_HI) - q * PIO2_MID) - q * PIO2_LO;
+    let z = r * r;
+    let ps = 1.0
+        + z * (-1.0 / 6.0
+            + z * (1.0 / 120.0
+                + z * (-1.0 / 5040.0
+                    + z * (1.0 / 362_880.0
+                        + z * (-1.0 / 39_916_800.0
+                            + z * (1.0 / 6_227_020_800.0 + z * (-1.0 / 1_307_674_368_000.0)))))));
+    let s = r * ps;
+    let c = 1.0
+        + z * (-0.5
+            + z * (1.0 / 24.0
+                + z * (-1.0 / 720.0
+                    + z * (1.0 / 40_320.0
+                        + z * (-1.0 / 3_628_800.0
+                            + z * (1.0 / 479_001_600.0 + z * (-1.0 / 87_178_291_200.0)))))));
+    // Odd quadrants swap sine and cosine (a bit-mask select, so the loop
+    // stays branch-free); signs flip by exact bit operations.
+    let odd = 0u64.wrapping_sub(qi & 1);
+    let (sb, cb) = (s.to_bits(), c.to_bits());
+    let sin = (sb & !odd) | (cb & odd);
+    let cos = (cb & !odd) | (sb & odd);
+    let sin_sign = (qi & 2) << 62;
+    let cos_sign = (qi.wrapping_add(1) & 2) << 62;
+    (
+        f64::from_bits(sin ^ sin_sign),
+        f64::from_bits(cos ^ cos_sign),
+    )
+}
+
+#[inline(always)]
+fn sincos_row_body(t: f64, freqs: &[f64], sin: &mut [f32], cos: &mut [f32]) {
+    for ((w, s), c) in freqs.iter().zip(sin.iter_mut()).zip(cos.iter_mut()) {
+        let (sa, ca) = sincos_f64(t * w);
+        *s = sa as f32;
+        *c = ca as f32;
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn sincos_row_avx2(t: f64, freqs: &[f64], sin: &mut [f32], cos: &mut [f32]) {
+    sincos_row_body(t, freqs, sin, cos);
+}
+
+/// `sin[k] = sin(t·freqs[k])`, `cos[k] = cos(t·freqs[k])`, rounded to f32.
+pub(crate) fn sincos_row(t: f64, freqs: &[f64], sin: &mut [f32], cos: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2_fma() {
+        // SAFETY: the CPU supports AVX2 and FMA.
+        unsafe { sincos_row_avx2(t, freqs, sin, cos) };
+        return;
+    }
+    sincos_row_body(t, freqs, sin, cos);
+}
+
+/// Adds the column sums of the row-major `rows×cols` matrix `m` to `acc`.
+pub(crate) fn add_column_sums(m: &[f32], cols: usize, acc: &mut [f32]) {
+    if cols == 0 {
+        return;
+    }
+    for row in m.chunks_exact(cols) {
+        for (a, v) in acc.iter_mut().zip(row) {
+            *a += *v;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exp_is_accurate() {
+        let mut worst = 0.0f64;
+        let mut x = -80.0f32;
+        while x < 80.0 {
+            let got = f64::from(exp_f32(x));
+            let want = f64::from(x).exp();
+            worst = worst.max((got - want).abs() / want);
+            x += 0.0137;
+        }
+        assert!(worst < 5e-7, "worst relative error {worst}");
+        assert!(exp_f32(-1e4) > 0.0 && exp_f32(1e4).is_finite());
+        assert!(sigmoid_f32(-1e4) >= 0.0 && sigmoid_f32(1e4) == 1.0);
+    }
+
+    #[test]
+    fn sincos_is_accurate_over_a_wide_range() {
+        let mut worst = 0.0f64;
+        let mut a = -5000.0f64;
+        while a < 5000.0 {
+            let (s, c) = sincos_f64(a);
+            worst = worst.max((s - a.sin()).abs()).max((c - a.cos()).abs());
+            a += 0.3711;
+        }
+        assert!(worst < 1e-12, "worst absolute error {worst}");
+    }
+
+    #[test]
+    fn matmul_matches_a_plain_loop_for_transposed_views() {
+        let a = ndarray::Array2::from_shape_fn((5, 3), |(i, j)| (i * 3 + j) as f32 * 0.5 - 2.0);
+        let b = ndarray::Array2::from_shape_fn((4, 3), |(i, j)| (i + 2 * j) as f32 - 1.5);
+        let mut c = ndarray::Array2::from_elem((5, 4), 1.0f32);
+        matmul(c.view_mut(), a.view(), b.t(), true).unwrap();
+        for i in 0..5 {
+            for j in 0..4 {
+                let want: f32 = 1.0 + (0..3).map(|k| a[[i, k]] * b[[j, k]]).sum::<f32>();
+                assert!((c[[i, j]] - want).abs() < 1e-5);
+            }
+        }
+        assert!(matmul(c.view_mut(), a.view(), b.view(), false).is_err());
+    }
+}

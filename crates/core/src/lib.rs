@@ -13,6 +13,8 @@
 //! - Sampling process: [`Solver`].
 //! - [`noise`]: Philox4x32-10 and the normal transform, bit-identical across
 //!   backends (specified in `docs/noise.md`).
+//! - [`brownian`]: [`BrownianTree`], Brownian paths on that stream queried
+//!   at any time in any order (step-count-stable SDE noise).
 //! - [`Error`]: the one error type.
 //!
 //! One Euler step of the probability-flow ODE in the variance-exploding
@@ -39,6 +41,7 @@
 
 pub mod backend;
 pub mod bench;
+pub mod brownian;
 pub mod cpu;
 pub mod error;
 pub mod forward;
@@ -47,9 +50,10 @@ pub mod reverse;
 pub mod sampling;
 
 pub use backend::{Backend, LinComb, MAX_INPUTS, MAX_OUTPUTS, Operand, RowReduction};
+pub use brownian::BrownianTree;
 pub use cpu::{CpuBackend, CpuTensor};
 pub use error::{Error, Result};
 pub use forward::{LOG_SNR_SLACK, Marginal, NoiseSchedule, time_of_log_snr};
 pub use noise::NoiseStream;
-pub use reverse::{Affine, Condition, Denoiser, NoiseLevel, Parameterization};
+pub use reverse::{Affine, Condition, Denoiser, NoiseLevel, Parameterization, VectorJacobian};
 pub use sampling::{MAX_STEPS, SampleReport, SamplingGrid, Solver, check_grid};

@@ -112,3 +112,41 @@ pub trait Denoiser<B: Backend>: Send + Sync {
         out: &mut B::Tensor,
     ) -> Result<()>;
 }
+
+/// A denoiser whose data estimate can be differentiated with respect to its
+/// input: what probability-flow likelihoods need (Song et al. 2021, "Score-
+/// based generative modeling through SDEs", eq. 39, the divergence of the
+/// drift; Grathwohl et al. 2019, FFJORD, for the trace estimator).
+///
+/// The derivative is that of the data estimate `x̂₀(x)` with respect to the
+/// state `x` a [`Denoiser::predict`] call receives, row by row: the
+/// parameterisation's output is `(x̂₀ − a·x)/b` with scalar `(a, b)`, so its
+/// Jacobian `(∂x̂₀/∂x − a·I)/b` follows and `∂x̂₀/∂x` is the form that does
+/// not depend on the parameterisation.
+pub trait VectorJacobian<B: Backend>: Denoiser<B> {
+    /// Writes `vᵀ·∂x̂₀/∂x` of each row into `out` (shaped like `x` and `v`),
+    /// at the row's [`NoiseLevel`].
+    fn x0_vjp(
+        &self,
+        backend: &B,
+        x: &B::Tensor,
+        levels: &[NoiseLevel],
+        condition: Condition<'_, B::Tensor>,
+        v: &B::Tensor,
+        out: &mut B::Tensor,
+    ) -> Result<()>;
+
+    /// The exact divergence `∇·x̂₀ = tr(∂x̂₀/∂x)` of each row (f64), where
+    /// the model can give it in closed form; `None` (the default) when only
+    /// vector–Jacobian products are available (likelihoods then use a trace
+    /// estimator).
+    fn x0_divergence(
+        &self,
+        _backend: &B,
+        _x: &B::Tensor,
+        _levels: &[NoiseLevel],
+        _condition: Condition<'_, B::Tensor>,
+    ) -> Result<Option<Vec<f64>>> {
+        Ok(None)
+    }
+}

@@ -34,6 +34,13 @@ pub enum SamplingGrid {
     Shared(Vec<NoiseLevel>),
     /// One grid per row, all of the same length.
     PerRow(Vec<Vec<NoiseLevel>>),
+    /// One grid for all rows walked the other way, from the clean end to the
+    /// noisy end: inversion (data → noise, e.g. DDIM inversion). The
+    /// log-SNR strictly decreases and no level is clean (the model is
+    /// evaluated at the first level). A deterministic solver's coefficient
+    /// recipe, run on such a grid, integrates the same probability-flow ODE
+    /// in the increasing-noise direction.
+    Inverse(Vec<NoiseLevel>),
 }
 
 impl SamplingGrid {
@@ -102,7 +109,7 @@ impl SamplingGrid {
     /// Number of steps (levels − 1).
     pub fn steps(&self) -> usize {
         match self {
-            Self::Shared(l) => l.len().saturating_sub(1),
+            Self::Shared(l) | Self::Inverse(l) => l.len().saturating_sub(1),
             Self::PerRow(r) => r.first().map_or(0, |l| l.len().saturating_sub(1)),
         }
     }
@@ -110,22 +117,48 @@ impl SamplingGrid {
     /// The levels of batch row `row`.
     pub fn row(&self, row: usize) -> &[NoiseLevel] {
         match self {
-            Self::Shared(l) => l,
+            Self::Shared(l) | Self::Inverse(l) => l,
             Self::PerRow(r) => &r[row.min(r.len() - 1)],
         }
     }
 
-    /// Whether all rows share one grid.
+    /// Whether all rows share one grid (sampling or inversion).
     pub fn is_shared(&self) -> bool {
-        matches!(self, Self::Shared(_))
+        matches!(self, Self::Shared(_) | Self::Inverse(_))
+    }
+
+    /// Whether the grid is walked from the clean end to the noisy end.
+    pub fn is_inverse(&self) -> bool {
+        matches!(self, Self::Inverse(_))
+    }
+
+    /// The same levels walked the other way: a shared sampling grid becomes
+    /// an inversion grid and back. An error for per-row grids and for a
+    /// sampling grid that ends at a clean level (inversion cannot start
+    /// there: drop that level first).
+    pub fn reversed(&self) -> Result<Self> {
+        let grid = match self {
+            Self::Shared(l) => Self::Inverse(l.iter().rev().copied().collect()),
+            Self::Inverse(l) => Self::Shared(l.iter().rev().copied().collect()),
+            Self::PerRow(_) => {
+                return Err(Error::Unsupported(
+                    "reversing a per-row grid (inversion grids are shared)".into(),
+                ));
+            }
+        };
+        grid.check()?;
+        Ok(grid)
     }
 
     /// Checks the grid: 1 to [`MAX_STEPS`] steps; per-row grids non-empty
     /// and of equal length; finite marginals with `σ` strictly decreasing
     /// relative to `α` (the log-SNR increasing); only the last level clean.
+    /// An inversion grid has the log-SNR strictly decreasing instead, and no
+    /// clean level.
     pub fn check(&self) -> Result<()> {
+        let inverse = self.is_inverse();
         let rows: Vec<&[NoiseLevel]> = match self {
-            Self::Shared(l) => vec![l.as_slice()],
+            Self::Shared(l) | Self::Inverse(l) => vec![l.as_slice()],
             Self::PerRow(r) => r.iter().map(Vec::as_slice).collect(),
         };
         if rows.is_empty() {
@@ -151,7 +184,7 @@ impl SamplingGrid {
             }
             for (i, l) in levels.iter().enumerate() {
                 let m = l.marginal;
-                let clean_ok = i + 1 == len || m.sigma > 0.0;
+                let clean_ok = (!inverse && i + 1 == len) || m.sigma > 0.0;
                 let valid = m.alpha.is_finite()
                     && m.sigma.is_finite()
                     && m.alpha >= 0.0
@@ -168,14 +201,16 @@ impl SamplingGrid {
                     });
                 }
             }
-            if let Some(w) = levels
-                .windows(2)
-                .position(|w| w[1].marginal.log_snr() <= w[0].marginal.log_snr())
-            {
+            let wrong_way = |w: &[NoiseLevel]| {
+                let (a, b) = (w[0].marginal.log_snr(), w[1].marginal.log_snr());
+                if inverse { b >= a } else { b <= a }
+            };
+            if let Some(w) = levels.windows(2).position(wrong_way) {
                 return Err(Error::InvalidArgument {
                     name: "grid",
                     reason: format!(
-                        "row {r}: the log-SNR does not increase from level {w} to {}",
+                        "row {r}: the log-SNR does not {} from level {w} to {}",
+                        if inverse { "decrease" } else { "increase" },
                         w + 1
                     ),
                 });

@@ -16,6 +16,12 @@
 //! output a network with a given [`Parameterization`] would ideally produce.
 //! It is the reference model of tests and of the command line: a sampler run
 //! with it has no model error, only discretisation error.
+//!
+//! The Jacobian of the posterior mean is closed-form too,
+//! `∂E[x₀|x]/∂x = (α/σ²)·Cov[x₀|x]` ([`GaussianMixture::posterior_jacobian`]),
+//! so the divergence of the probability-flow drift is exact:
+//! [`GmmDenoiser`] implements [`VectorJacobian`] with the exact divergence,
+//! which probability-flow likelihoods use.
 
 use std::fmt;
 use std::path::Path;
@@ -23,6 +29,7 @@ use std::sync::Arc;
 
 use diffuse_core::{
     Backend, Condition, Denoiser, Error, Marginal, NoiseLevel, Parameterization, Result,
+    VectorJacobian,
 };
 use rayon::prelude::*;
 use serde_json::{Map, Value};
@@ -436,6 +443,198 @@ impl GaussianMixture {
         out.iter_mut().for_each(|o| *o /= total);
         Ok(())
     }
+
+    /// The Jacobian `J = ∂E[x₀ | x]/∂x` in factored form, with the posterior
+    /// mean written into `mean`; for a mixture posterior, `visit(rₖ, δₖ)` is
+    /// called for every active component with its responsibility and
+    /// `δₖ = mₖ − E[x₀ | x]` (see [`GaussianMixture::posterior_jacobian`]).
+    fn jacobian_parts(
+        &self,
+        x: &[f64],
+        m: Marginal,
+        mean: &mut [f64],
+        mut visit: impl FnMut(f64, &[f64]),
+    ) -> Result<JacobianParts> {
+        self.posterior_mean_into(x, m, mean)?;
+        let (alpha, sigma) = (m.alpha, m.sigma);
+        if alpha == 0.0 {
+            return Ok(JacobianParts::Zero);
+        }
+        if sigma == 0.0 {
+            return Ok(JacobianParts::Identity(1.0 / alpha));
+        }
+        let c = alpha.max(sigma);
+        let (a, s) = (alpha / c, sigma / c);
+        let half_d = 0.5 * self.dim as f64;
+        // Log responsibilities, then their softmax.
+        let mut log_r = Vec::with_capacity(self.active.len());
+        let mut max = f64::NEG_INFINITY;
+        for &j in &self.active {
+            let var = self.variances[j];
+            let v = a * a * var + s * s;
+            let dist2: f64 = x
+                .iter()
+                .zip(&self.means[j])
+                .map(|(&xi, &mi)| {
+                    let r = xi / c - a * mi;
+                    r * r
+                })
+                .sum();
+            let l = self.log_weights[j] - half_d * (LN_2PI + v.ln()) - dist2 / (2.0 * v);
+            max = max.max(l);
+            log_r.push(l);
+        }
+        let total: f64 = log_r.iter().map(|l| (l - max).exp()).sum();
+        let mut gain_mean = 0.0;
+        let mut delta = vec![0.0; self.dim];
+        for (&j, &l) in self.active.iter().zip(&log_r) {
+            let r = (l - max).exp() / total;
+            let var = self.variances[j];
+            let gain = a * var / (a * a * var + s * s);
+            gain_mean += r * gain;
+            for ((dk, &xi), (&mi, &me)) in delta
+                .iter_mut()
+                .zip(x)
+                .zip(self.means[j].iter().zip(mean.iter()))
+            {
+                *dk = mi + gain * (xi / c - a * mi) - me;
+            }
+            visit(r, &delta);
+        }
+        Ok(JacobianParts::Mixture {
+            inv_c: 1.0 / c,
+            gain_mean,
+            spread: a / (s * s),
+        })
+    }
+
+    /// The Jacobian `J = ∂E[x₀ | x]/∂x` of the posterior mean for
+    /// `x = α·x₀ + σ·ε`, row-major `d × d`.
+    ///
+    /// Differentiating the posterior `p(x₀ | x) ∝ p₀(x₀)·N(x; α·x₀, σ²I)`
+    /// under the integral gives `J = (α/σ²)·Cov[x₀ | x]` (the second-order
+    /// Tweedie formula; Efron 2011, "Tweedie's formula and selection bias").
+    /// The posterior is the mixture of `N(mₖ, cₖ I)` with responsibilities
+    /// `rₖ`, `mₖ = μₖ + gₖ·(x − α·μₖ)`, `gₖ = α·sₖ²/vₖ`, `cₖ = sₖ²·σ²/vₖ`,
+    /// `vₖ = α²sₖ² + σ²`, so with `δₖ = mₖ − E[x₀ | x]`
+    ///
+    /// ```text
+    /// J = (Σₖ rₖ·gₖ)·I + (α/σ²)·Σₖ rₖ·δₖ·δₖᵀ        (symmetric)
+    /// ```
+    ///
+    /// (`(α/σ²)·cₖ = gₖ`). Special cases: `α = 0` gives `J = 0`, `σ = 0`
+    /// gives `J = I/α`. Computed in f64 with the scaling of
+    /// [`GaussianMixture::posterior_mean_into`]; errors as there.
+    pub fn posterior_jacobian(&self, x: &[f64], m: Marginal) -> Result<Vec<f64>> {
+        let d = self.dim;
+        let mut mean = vec![0.0; d];
+        let mut outer = vec![0.0; d * d];
+        let parts = self.jacobian_parts(x, m, &mut mean, |r, delta| {
+            for (row, &di) in outer.chunks_mut(d).zip(delta) {
+                for (o, &dj) in row.iter_mut().zip(delta) {
+                    *o += r * di * dj;
+                }
+            }
+        })?;
+        let (diag, scale) = parts.diagonal_and_spread();
+        for (i, row) in outer.chunks_mut(d).enumerate() {
+            for o in row.iter_mut() {
+                *o *= scale;
+            }
+            row[i] += diag;
+        }
+        finite_or_error("GaussianMixture::posterior_jacobian", m, &outer)?;
+        Ok(outer)
+    }
+
+    /// The divergence `∇·E[x₀ | x] = tr J` of the posterior mean (see
+    /// [`GaussianMixture::posterior_jacobian`]):
+    /// `d·Σₖ rₖ·gₖ + (α/σ²)·Σₖ rₖ·|δₖ|²`, `d/α` at `σ = 0`, 0 at `α = 0`.
+    pub fn posterior_divergence(&self, x: &[f64], m: Marginal) -> Result<f64> {
+        let mut mean = vec![0.0; self.dim];
+        let mut spread_sum = 0.0;
+        let parts = self.jacobian_parts(x, m, &mut mean, |r, delta| {
+            spread_sum += r * delta.iter().map(|v| v * v).sum::<f64>();
+        })?;
+        let (diag, scale) = parts.diagonal_and_spread();
+        let div = self.dim as f64 * diag + scale * spread_sum;
+        finite_or_error("GaussianMixture::posterior_divergence", m, &[div])?;
+        Ok(div)
+    }
+
+    /// Writes the vector–Jacobian product `vᵀ·J` (equal to `J·v`, `J` being
+    /// symmetric) of the posterior mean into `out`:
+    /// `(Σₖ rₖ·gₖ)·v + (α/σ²)·Σₖ rₖ·(δₖ·v)·δₖ` (see
+    /// [`GaussianMixture::posterior_jacobian`]). `v` and `out` have length
+    /// [`GaussianMixture::dim`]; a non-finite `v` is an error.
+    pub fn posterior_vjp_into(
+        &self,
+        x: &[f64],
+        m: Marginal,
+        v: &[f64],
+        out: &mut [f64],
+    ) -> Result<()> {
+        self.check_len("GaussianMixture::posterior_vjp (v)", v.len())?;
+        self.check_len("GaussianMixture::posterior_vjp (out)", out.len())?;
+        if let Some(i) = v.iter().position(|e| !e.is_finite()) {
+            return Err(Error::NonFinite(format!(
+                "v[{i}] = {} given to GaussianMixture::posterior_vjp",
+                v[i]
+            )));
+        }
+        let mut mean = vec![0.0; self.dim];
+        out.fill(0.0);
+        let parts = self.jacobian_parts(x, m, &mut mean, |r, delta| {
+            let dot: f64 = delta.iter().zip(v).map(|(a, b)| a * b).sum();
+            for (o, &dk) in out.iter_mut().zip(delta) {
+                *o += r * dot * dk;
+            }
+        })?;
+        let (diag, scale) = parts.diagonal_and_spread();
+        for (o, &vi) in out.iter_mut().zip(v) {
+            *o = diag * vi + scale * *o;
+        }
+        finite_or_error("GaussianMixture::posterior_vjp", m, out)
+    }
+}
+
+/// `∂E[x₀ | x]/∂x` in factored form.
+enum JacobianParts {
+    /// `α = 0`: the posterior mean does not depend on `x`.
+    Zero,
+    /// `σ = 0`: `I/α`.
+    Identity(f64),
+    /// `inv_c·(gain_mean·I + spread·Σₖ rₖ δₖ δₖᵀ)`, with `x` scaled by `c`.
+    Mixture {
+        inv_c: f64,
+        gain_mean: f64,
+        spread: f64,
+    },
+}
+
+impl JacobianParts {
+    /// `(diagonal term, factor of Σₖ rₖ δₖ δₖᵀ)`.
+    fn diagonal_and_spread(&self) -> (f64, f64) {
+        match *self {
+            Self::Zero => (0.0, 0.0),
+            Self::Identity(inv_alpha) => (inv_alpha, 0.0),
+            Self::Mixture {
+                inv_c,
+                gain_mean,
+                spread,
+            } => (inv_c * gain_mean, inv_c * spread),
+        }
+    }
+}
+
+fn finite_or_error(op: &str, m: Marginal, values: &[f64]) -> Result<()> {
+    if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+        return Err(Error::NonFinite(format!(
+            "{op} overflows at element {i} for (α, σ) = ({}, {})",
+            m.alpha, m.sigma
+        )));
+    }
+    Ok(())
 }
 
 fn json_kind(v: &Value) -> &'static str {
@@ -567,6 +766,136 @@ impl GmmDenoiser {
     /// The parameterisation the output is reported in, shared.
     pub fn parameterization_arc(&self) -> Arc<dyn Parameterization> {
         Arc::clone(&self.parameterization)
+    }
+
+    /// Checks host rows `x` (flat, `levels.len()` rows of the mixture's
+    /// dimension) and returns the dimension.
+    fn check_rows(&self, op: &'static str, levels: &[NoiseLevel], len: usize) -> Result<usize> {
+        let d = self.mixture.dim;
+        if len != levels.len() * d {
+            return Err(Error::ShapeMismatch {
+                op,
+                expected: vec![levels.len(), d],
+                found: vec![len],
+            });
+        }
+        Ok(d)
+    }
+
+    /// The exact divergence `∇·x̂₀ = tr(∂E[x₀ | x]/∂x)` of each row of `x`
+    /// (host, f64, flat row-major with one [`NoiseLevel`] per row), from
+    /// [`GaussianMixture::posterior_divergence`]. This is the Jacobian of the
+    /// data estimate; a parameterisation's output `(x̂₀ − a·x)/b` has
+    /// divergence `(∇·x̂₀ − a·d)/b`.
+    pub fn divergence(&self, levels: &[NoiseLevel], x: &[f64]) -> Result<Vec<f64>> {
+        let d = self.check_rows("GmmDenoiser::divergence", levels, x.len())?;
+        x.par_chunks(d)
+            .zip(levels.par_iter())
+            .map(|(row, level)| self.mixture.posterior_divergence(row, level.marginal))
+            .collect()
+    }
+
+    /// The vector–Jacobian products `vᵀ·∂x̂₀/∂x` of each row (host, f64,
+    /// flat row-major like `x` and `v`), from
+    /// [`GaussianMixture::posterior_vjp_into`].
+    pub fn vjp(&self, levels: &[NoiseLevel], x: &[f64], v: &[f64]) -> Result<Vec<f64>> {
+        let d = self.check_rows("GmmDenoiser::vjp (x)", levels, x.len())?;
+        self.check_rows("GmmDenoiser::vjp (v)", levels, v.len())?;
+        let mut out = vec![0.0; x.len()];
+        out.par_chunks_mut(d)
+            .zip(x.par_chunks(d).zip(v.par_chunks(d)))
+            .zip(levels.par_iter())
+            .try_for_each(|((o, (row, vr)), level)| {
+                self.mixture.posterior_vjp_into(row, level.marginal, vr, o)
+            })?;
+        Ok(out)
+    }
+
+    /// Downloads a backend tensor of rows of the mixture's dimension as f64,
+    /// checking the shape against `levels`.
+    fn host_rows<B: Backend>(
+        &self,
+        backend: &B,
+        op: &'static str,
+        x: &B::Tensor,
+        levels: &[NoiseLevel],
+    ) -> Result<Vec<f64>> {
+        let shape = backend.shape(x);
+        let rows = shape.first().copied().unwrap_or(0);
+        let row_len: usize = shape.iter().skip(1).product();
+        if shape.is_empty() || row_len != self.mixture.dim || rows != levels.len() {
+            return Err(Error::ShapeMismatch {
+                op,
+                expected: vec![levels.len(), self.mixture.dim],
+                found: shape.to_vec(),
+            });
+        }
+        Ok(backend.to_host(x)?.into_iter().map(f64::from).collect())
+    }
+}
+
+/// The exact Jacobian of the Gaussian-mixture denoiser: products and the
+/// divergence from the closed form of
+/// [`GaussianMixture::posterior_jacobian`], on the host in f64 (tensors are
+/// downloaded and the products uploaded, as [`Denoiser::predict`] does).
+impl<B: Backend> VectorJacobian<B> for GmmDenoiser {
+    fn x0_vjp(
+        &self,
+        backend: &B,
+        x: &B::Tensor,
+        levels: &[NoiseLevel],
+        condition: Condition<'_, B::Tensor>,
+        v: &B::Tensor,
+        out: &mut B::Tensor,
+    ) -> Result<()> {
+        unconditional(condition)?;
+        let xs = self.host_rows(backend, "GmmDenoiser::x0_vjp (x)", x, levels)?;
+        let vs = self.host_rows(backend, "GmmDenoiser::x0_vjp (v)", v, levels)?;
+        if backend.shape(out) != backend.shape(x) {
+            return Err(Error::ShapeMismatch {
+                op: "GmmDenoiser::x0_vjp: out against x",
+                expected: backend.shape(x).to_vec(),
+                found: backend.shape(out).to_vec(),
+            });
+        }
+        let product = self.vjp(levels, &xs, &vs)?;
+        let mut result = Vec::with_capacity(product.len());
+        for (i, &p) in product.iter().enumerate() {
+            let p32 = p as f32;
+            if !p32.is_finite() {
+                return Err(Error::NonFinite(format!(
+                    "GmmDenoiser::x0_vjp: element {i} = {p} is beyond f32's range"
+                )));
+            }
+            result.push(p32);
+        }
+        let tensor = backend.upload(backend.shape(x), &result)?;
+        backend.copy(&tensor, out)
+    }
+
+    fn x0_divergence(
+        &self,
+        backend: &B,
+        x: &B::Tensor,
+        levels: &[NoiseLevel],
+        condition: Condition<'_, B::Tensor>,
+    ) -> Result<Option<Vec<f64>>> {
+        unconditional(condition)?;
+        let xs = self.host_rows(backend, "GmmDenoiser::x0_divergence", x, levels)?;
+        self.divergence(levels, &xs).map(Some)
+    }
+}
+
+/// Only unconditional calls are supported by the mixture denoiser.
+fn unconditional<T>(condition: Condition<'_, T>) -> Result<()> {
+    match condition {
+        Condition::Unconditional => Ok(()),
+        Condition::Class(_) => Err(Error::Unsupported(
+            "class conditions: the Gaussian-mixture denoiser is unconditional".into(),
+        )),
+        Condition::Tensor(_) => Err(Error::Unsupported(
+            "tensor conditions: the Gaussian-mixture denoiser is unconditional".into(),
+        )),
     }
 }
 

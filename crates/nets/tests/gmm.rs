@@ -752,3 +752,222 @@ fn bad_denoiser_calls_are_typed_errors() {
     // Nothing above wrote to `out`.
     assert_eq!(cpu.to_host(&out).unwrap(), vec![0.0; 8]);
 }
+
+// --- The Jacobian of the posterior mean.
+
+/// Central differences of the posterior mean, `J[i][j] = ∂E[x₀ | x]ᵢ/∂xⱼ`.
+fn fd_jacobian(gmm: &GaussianMixture, x: &[f64], m: Marginal) -> Vec<f64> {
+    let d = x.len();
+    let mut jac = vec![0.0; d * d];
+    for j in 0..d {
+        let h = 1e-5 * x[j].abs().max(1.0);
+        let mut xp = x.to_vec();
+        let mut xm = x.to_vec();
+        xp[j] += h;
+        xm[j] -= h;
+        let (fp, fm) = (
+            gmm.posterior_mean(&xp, m).unwrap(),
+            gmm.posterior_mean(&xm, m).unwrap(),
+        );
+        for i in 0..d {
+            jac[i * d + j] = (fp[i] - fm[i]) / (2.0 * h);
+        }
+    }
+    jac
+}
+
+#[test]
+fn jacobian_matches_finite_differences_and_is_symmetric() {
+    for gmm in [mixture_1d(), mixture_4d()] {
+        let d = gmm.dim();
+        for (k, x) in points(8, d, 31).into_iter().enumerate() {
+            for &(a, s) in &MARGINALS {
+                let m = marginal(a, s);
+                let jac = gmm.posterior_jacobian(&x, m).unwrap();
+                let fd = fd_jacobian(&gmm, &x, m);
+                let scale = jac.iter().fold(1.0f64, |acc, v| acc.max(v.abs()));
+                for (i, (e, f)) in jac.iter().zip(&fd).enumerate() {
+                    assert!(
+                        (e - f).abs() < 1e-6 * scale,
+                        "d={d} point {k} (α, σ)=({a}, {s}) entry {i}: {e} vs {f}"
+                    );
+                }
+                for i in 0..d {
+                    for j in 0..d {
+                        assert!((jac[i * d + j] - jac[j * d + i]).abs() <= 1e-12 * scale);
+                    }
+                }
+                // Divergence = trace; VJP = vᵀJ.
+                let trace: f64 = (0..d).map(|i| jac[i * d + i]).sum();
+                let div = gmm.posterior_divergence(&x, m).unwrap();
+                assert!((div - trace).abs() < 1e-12 * scale * d as f64);
+                let v: Vec<f64> = (0..d).map(|i| 0.5 - i as f64 * 0.75).collect();
+                let mut vjp = vec![0.0; d];
+                gmm.posterior_vjp_into(&x, m, &v, &mut vjp).unwrap();
+                for j in 0..d {
+                    let want: f64 = (0..d).map(|i| v[i] * jac[i * d + j]).sum();
+                    assert!((vjp[j] - want).abs() < 1e-12 * scale * d as f64);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn jacobian_of_one_gaussian_is_the_posterior_gain() {
+    // One component N(μ, s²I): E[x₀|x] = μ + α s²/(α² s² + σ²)·(x − αμ),
+    // so J = α s²/(α² s² + σ²)·I.
+    let gmm = GaussianMixture::new(vec![1.0], vec![vec![0.5, -1.0, 2.0]], vec![0.7]).unwrap();
+    for &(a, s) in &MARGINALS {
+        let m = marginal(a, s);
+        let g = a * 0.49 / (a * a * 0.49 + s * s);
+        let jac = gmm.posterior_jacobian(&[0.3, 1.0, -2.0], m).unwrap();
+        for i in 0..3 {
+            for j in 0..3 {
+                let want = if i == j { g } else { 0.0 };
+                assert!((jac[i * 3 + j] - want).abs() < 1e-14);
+            }
+        }
+        let div = gmm.posterior_divergence(&[0.3, 1.0, -2.0], m).unwrap();
+        assert!((div - 3.0 * g).abs() < 1e-14);
+    }
+}
+
+#[test]
+fn jacobian_special_cases_are_exact() {
+    let gmm = mixture_4d();
+    let x = [0.3, -0.2, 1.0, 0.5];
+    // σ = 0: x̂₀ = x/α.
+    let jac = gmm.posterior_jacobian(&x, marginal(2.0, 0.0)).unwrap();
+    for i in 0..4 {
+        for j in 0..4 {
+            assert_eq!(jac[i * 4 + j], if i == j { 0.5 } else { 0.0 });
+        }
+    }
+    assert_eq!(
+        gmm.posterior_divergence(&x, marginal(2.0, 0.0)).unwrap(),
+        2.0
+    );
+    // α = 0: x carries no information.
+    assert!(
+        gmm.posterior_jacobian(&x, marginal(0.0, 1.0))
+            .unwrap()
+            .iter()
+            .all(|&v| v == 0.0)
+    );
+    assert_eq!(
+        gmm.posterior_divergence(&x, marginal(0.0, 1.0)).unwrap(),
+        0.0
+    );
+    // Invariance under a common scale of (x, α, σ): J scales by 1/c.
+    let c = 1e3;
+    let m = marginal(0.6, 0.8);
+    let m_c = marginal(0.6 * c, 0.8 * c);
+    let xc: Vec<f64> = x.iter().map(|v| v * c).collect();
+    let (d1, d2) = (
+        gmm.posterior_divergence(&x, m).unwrap(),
+        gmm.posterior_divergence(&xc, m_c).unwrap(),
+    );
+    assert!((d1 - c * d2).abs() < 1e-12 * d1.abs().max(1.0));
+}
+
+#[test]
+fn denoiser_divergence_and_vjp_per_row_and_through_the_backend() {
+    use diffuse_core::VectorJacobian;
+    let gmm = mixture_4d();
+    let model = GmmDenoiser::new(gmm.clone(), Arc::new(Eps));
+    let marginals = [(1.0, 0.5), (0.6, 0.8), (0.2, 1.0)];
+    let levels = levels_for(&marginals);
+    let rows = points(3, 4, 5);
+    let x: Vec<f64> = rows.concat();
+    let v: Vec<f64> = (0..12).map(|i| ((i * 7) % 5) as f64 - 2.0).collect();
+    let div = model.divergence(&levels, &x).unwrap();
+    let vjp = model.vjp(&levels, &x, &v).unwrap();
+    for (r, row) in rows.iter().enumerate() {
+        let m = marginal(marginals[r].0, marginals[r].1);
+        assert_eq!(div[r], gmm.posterior_divergence(row, m).unwrap());
+        let mut want = vec![0.0; 4];
+        gmm.posterior_vjp_into(row, m, &v[4 * r..4 * r + 4], &mut want)
+            .unwrap();
+        assert_eq!(&vjp[4 * r..4 * r + 4], want.as_slice());
+    }
+    // The trait, on f32 tensors: the same up to the f32 rounding of x.
+    let cpu = CpuBackend::new();
+    let x32: Vec<f32> = x.iter().map(|&e| e as f32).collect();
+    let v32: Vec<f32> = v.iter().map(|&e| e as f32).collect();
+    let xt = cpu.upload(&[3, 4], &x32).unwrap();
+    let vt = cpu.upload(&[3, 4], &v32).unwrap();
+    let mut out = cpu.zeros(&[3, 4]).unwrap();
+    model
+        .x0_vjp(&cpu, &xt, &levels, Condition::Unconditional, &vt, &mut out)
+        .unwrap();
+    let x_round: Vec<f64> = x32.iter().map(|&e| f64::from(e)).collect();
+    let v_round: Vec<f64> = v32.iter().map(|&e| f64::from(e)).collect();
+    let want = model.vjp(&levels, &x_round, &v_round).unwrap();
+    for (a, b) in cpu.to_host(&out).unwrap().iter().zip(&want) {
+        assert!((f64::from(*a) - b).abs() <= 1e-6 * b.abs().max(1.0));
+    }
+    let tdiv = model
+        .x0_divergence(&cpu, &xt, &levels, Condition::Unconditional)
+        .unwrap()
+        .unwrap();
+    assert_eq!(tdiv, model.divergence(&levels, &x_round).unwrap());
+}
+
+#[test]
+fn bad_jacobian_calls_are_typed_errors() {
+    use diffuse_core::VectorJacobian;
+    let gmm = mixture_4d();
+    let m = marginal(1.0, 0.5);
+    let mut out = vec![0.0; 4];
+    assert!(matches!(
+        gmm.posterior_jacobian(&[0.0; 3], m),
+        Err(Error::ShapeMismatch { .. })
+    ));
+    assert!(matches!(
+        gmm.posterior_vjp_into(&[0.0; 4], m, &[0.0; 3], &mut out),
+        Err(Error::ShapeMismatch { .. })
+    ));
+    assert!(matches!(
+        gmm.posterior_vjp_into(&[0.0; 4], m, &[f64::NAN, 0.0, 0.0, 0.0], &mut out),
+        Err(Error::NonFinite(_))
+    ));
+    assert!(matches!(
+        gmm.posterior_divergence(&[f64::INFINITY, 0.0, 0.0, 0.0], m),
+        Err(Error::NonFinite(_))
+    ));
+    let bad = Marginal {
+        alpha: -1.0,
+        sigma: 1.0,
+    };
+    assert!(matches!(
+        gmm.posterior_divergence(&[0.0; 4], bad),
+        Err(Error::InvalidArgument { .. })
+    ));
+    let model = GmmDenoiser::new(gmm, Arc::new(Eps));
+    let levels = levels_for(&[(1.0, 0.5), (0.6, 0.8)]);
+    assert!(matches!(
+        model.divergence(&levels, &[0.0; 4]),
+        Err(Error::ShapeMismatch { .. })
+    ));
+    assert!(matches!(
+        model.vjp(&levels, &[0.0; 8], &[0.0; 7]),
+        Err(Error::ShapeMismatch { .. })
+    ));
+    let cpu = CpuBackend::new();
+    let x = cpu.zeros(&[2, 4]).unwrap();
+    let v3 = cpu.zeros(&[2, 3]).unwrap();
+    let mut out = cpu.zeros(&[2, 4]).unwrap();
+    assert!(matches!(
+        model.x0_vjp(&cpu, &x, &levels, Condition::Unconditional, &v3, &mut out),
+        Err(Error::ShapeMismatch { .. })
+    ));
+    assert!(matches!(
+        model.x0_divergence(&cpu, &x, &levels[..1], Condition::Unconditional),
+        Err(Error::ShapeMismatch { .. })
+    ));
+    assert!(matches!(
+        model.x0_divergence(&cpu, &x, &levels, Condition::Class(&[None, None])),
+        Err(Error::Unsupported(_))
+    ));
+}

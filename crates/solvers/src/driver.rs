@@ -4,17 +4,137 @@
 //! once when a run starts, so the loop itself allocates nothing (a test
 //! counts); each stage is one fused `lincomb`, which also writes the state
 //! a method keeps for the next step ([`Method::keep_state`]).
+//!
+//! # Noise
+//!
+//! A stochastic method's noise term ([`Combination::noise`]) is folded
+//! into the same pass through the plan's noise term, so an ancestral step
+//! is still one pass over memory. The draws come from a [`NoiseSource`];
+//! the standard one, [`PhiloxNoise`], maps them onto the public noise
+//! stream (`docs/noise.md`) as follows. With the base stream
+//! `(seed, stream₀)` handed to the run:
+//!
+//! - the pass that consumes model call `n` (counted from 0 over the whole
+//!   run, Langevin corrections included) draws from
+//!   `NoiseStream { seed, stream: stream₀ + n + 1 }` (wrapping);
+//! - the one pass that runs before any model call (a churn before the
+//!   first step, [`Method::churn`]) draws from `stream₀` itself;
+//! - element `i` of a state whose rows are rows `a, a + 1, …` of the full
+//!   batch is element `a·L + i` of that draw, `L` the elements per row
+//!   (the `first_row` of [`SolverState::with_noise`] and
+//!   [`Sampler::shard`]).
+//!
+//! Every pass of a stochastic run has its number, drawing or not (a pass
+//! whose noise coefficients are all zero reads nothing), so the numbering
+//! depends only on the grid's structure. The noise of a sample therefore
+//! depends on its row in the full batch and the seed, not on the batch
+//! size, on how the batch is split into shards, or on the thread count.
+//! The run uses streams `stream₀ … stream₀ + NFE`: draw the initial noise
+//! `x_T` from a stream outside that range (say stream 0, and base stream 1
+//! for the run) or from another seed.
+//!
+//! A pass combines one draw. Where a method's noise and a churn meet in one
+//! pass (the churn of step `i + 1` is folded into the last pass of step
+//! `i`), their two independent Gaussian terms `a·z₁ + b·z₂` are drawn as
+//! the one term `√(a² + b²)·z` of the same distribution.
+//!
+//! A source may also hand over a tensor of standard normals
+//! ([`Draw::Tensor`]), for noise that is not a counter-based stream (a
+//! Brownian tree, say); the pass then reads it as its last operand, with
+//! the same arithmetic as the plan's noise term.
 
 use arrayvec::ArrayVec;
 use diffuse_core::{
     Affine, Backend, Condition, Denoiser, Error, LinComb, MAX_INPUTS, MAX_OUTPUTS, NoiseLevel,
-    NoiseSchedule, NoiseStream, Operand, Parameterization, Result, SampleReport, SamplingGrid,
-    Solver,
+    NoiseSchedule, NoiseStream, Operand, Parameterization, Result, RowReduction, SampleReport,
+    SamplingGrid, Solver,
 };
 
 use crate::method::{
-    Combination, MAX_HISTORY, MAX_STAGES, Method, Prediction, StageLevels, StepContext,
+    Churn, Combination, Langevin, MAX_HISTORY, MAX_STAGES, Method, Prediction, StageLevels,
+    StepContext,
 };
+
+/// What a noise source is asked for: one draw of a stochastic run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DrawInfo {
+    /// The draw's number (see the module documentation): 0 before the
+    /// first model call, `n + 1` for the pass that consumes model call `n`.
+    pub index: u64,
+    /// The step the pass belongs to.
+    pub step: usize,
+    /// The first row of the state in the full batch.
+    pub first_row: u64,
+    /// Rows of the state.
+    pub rows: usize,
+    /// Elements per row.
+    pub row_len: usize,
+}
+
+/// One draw of standard normals, shaped like the state.
+pub enum Draw<'t, B: Backend> {
+    /// Elements `offset + i` of a public noise stream (the plan's noise
+    /// term generates them inside the pass).
+    Stream {
+        /// The draw.
+        stream: NoiseStream,
+        /// Element index of the state's first element.
+        offset: u64,
+    },
+    /// A tensor of the state's shape, read as an operand.
+    Tensor(&'t B::Tensor),
+}
+
+/// Where the Gaussian draws of a stochastic run come from.
+pub trait NoiseSource<B: Backend>: Send {
+    /// The draw described by `info`.
+    fn draw(&mut self, backend: &B, info: DrawInfo) -> Result<Draw<'_, B>>;
+}
+
+/// The public noise stream as a noise source: draw `k` is
+/// `NoiseStream { seed, stream: base.stream + k }` at element offset
+/// `first_row · row_len` (module documentation).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PhiloxNoise {
+    /// The run's seed and base stream.
+    pub base: NoiseStream,
+}
+
+impl PhiloxNoise {
+    /// The source with base draw `base`.
+    pub fn new(base: NoiseStream) -> Self {
+        Self { base }
+    }
+}
+
+impl<B: Backend> NoiseSource<B> for PhiloxNoise {
+    fn draw(&mut self, _backend: &B, info: DrawInfo) -> Result<Draw<'_, B>> {
+        let offset = info
+            .first_row
+            .checked_mul(info.row_len as u64)
+            .ok_or_else(|| Error::InvalidArgument {
+                name: "first_row",
+                reason: format!(
+                    "row {} of rows of {} elements overflows the element index",
+                    info.first_row, info.row_len
+                ),
+            })?;
+        Ok(Draw::Stream {
+            stream: NoiseStream {
+                seed: self.base.seed,
+                stream: self.base.stream.wrapping_add(info.index),
+            },
+            offset,
+        })
+    }
+}
+
+/// What the Langevin corrections need, allocated when the run starts: a
+/// per-row plan `x ← x + c_ε·ε̂ + c_z·z` and the per-row squared norms.
+struct CorrectorBuffers<B: Backend> {
+    plan: LinComb,
+    norm_eps: B::Tensor,
+}
 
 /// The operand catalogue of a pass: `x_i`, the stage buffer, the model
 /// output, `P_0 … P_{s−1}`, `H_1 … H_h` and the kept state.
@@ -56,17 +176,90 @@ pub struct SolverState<'a, B: Backend> {
     keeps: Vec<Combination>,
     coef: Vec<f64>,
     plan: LinComb,
+    /// The noise source of a stochastic run, the state's first row in the
+    /// full batch and its elements per row.
+    noise: Option<Box<dyn NoiseSource<B> + 'a>>,
+    first_row: u64,
+    row_len: usize,
+    /// The plan with a noise term (stochastic runs only), and the noise
+    /// coefficients `[row][output]` of a pass.
+    noisy_plan: Option<LinComb>,
+    noise_coef: Vec<f64>,
+    /// The churn of the current step (empty: none) and of the next one.
+    churn: Vec<Churn>,
+    churn_next: Vec<Churn>,
+    /// The churned state of step 0, which the caller's `x` cannot hold
+    /// before the first model call, and whether step 0 still reads it.
+    start: Option<B::Tensor>,
+    start_active: bool,
+    /// Langevin corrections left in this step, their parameters per
+    /// coefficient row, and their buffers.
+    correcting: usize,
+    langevin: Vec<Langevin>,
+    corrector: Option<CorrectorBuffers<B>>,
 }
 
 impl<'a, B: Backend> SolverState<'a, B> {
-    /// Starts a run of `method` on `grid` for a state shaped like `x`
-    /// (batch rows first).
+    /// Starts a run of the deterministic `method` on `grid` for a state
+    /// shaped like `x` (batch rows first). A stochastic method is an
+    /// error: use [`SolverState::with_noise`].
     pub fn new(
         backend: &B,
         method: &'a dyn Method,
         schedule: &'a dyn NoiseSchedule,
         grid: &'a SamplingGrid,
         x: &B::Tensor,
+    ) -> Result<Self> {
+        if method.stochastic() {
+            return Err(Error::InvalidArgument {
+                name: "noise",
+                reason: format!("{} is stochastic and needs a noise source", method.name()),
+            });
+        }
+        Self::build(backend, method, schedule, grid, x, None, 0)
+    }
+
+    /// Starts a run of the stochastic `method` drawing from `noise`, for a
+    /// state that holds rows `first_row, first_row + 1, …` of the full
+    /// batch (0 for a whole batch). Its draws are numbered as the module
+    /// documentation says, so any split of a batch into shards, each run
+    /// with its first row, gives the samples of the whole run. A
+    /// deterministic method is an error.
+    pub fn with_noise(
+        backend: &B,
+        method: &'a dyn Method,
+        schedule: &'a dyn NoiseSchedule,
+        grid: &'a SamplingGrid,
+        x: &B::Tensor,
+        noise: Box<dyn NoiseSource<B> + 'a>,
+        first_row: usize,
+    ) -> Result<Self> {
+        if !method.stochastic() {
+            return Err(Error::InvalidArgument {
+                name: "noise",
+                reason: format!("{} is deterministic and draws no noise", method.name()),
+            });
+        }
+        if grid.is_inverse() {
+            return Err(Error::InvalidArgument {
+                name: "grid",
+                reason: format!(
+                    "{} is stochastic; only deterministic methods run on an inverse grid",
+                    method.name()
+                ),
+            });
+        }
+        Self::build(backend, method, schedule, grid, x, Some(noise), first_row)
+    }
+
+    fn build(
+        backend: &B,
+        method: &'a dyn Method,
+        schedule: &'a dyn NoiseSchedule,
+        grid: &'a SamplingGrid,
+        x: &B::Tensor,
+        noise: Option<Box<dyn NoiseSource<B> + 'a>>,
+        first_row: usize,
     ) -> Result<Self> {
         grid.check()?;
         let shape = backend.shape(x).to_vec();
@@ -83,7 +276,13 @@ impl<'a, B: Backend> SolverState<'a, B> {
                 found: vec![r.len()],
             });
         }
-        let max_stages = method.nfe_per_step().max(1);
+        // A correcting method's evaluations beyond its one predictor stage
+        // are Langevin corrections, which need no stage buffer of their own.
+        let max_stages = if method.corrects() {
+            1
+        } else {
+            method.nfe_per_step().max(1)
+        };
         if max_stages > MAX_STAGES || method.history() > MAX_HISTORY {
             return Err(Error::Unsupported(format!(
                 "{}: {max_stages} evaluations per step and {} past predictions; the driver \
@@ -107,6 +306,30 @@ impl<'a, B: Backend> SolverState<'a, B> {
             LinComb::new(&widest, MAX_OUTPUTS)?
         } else {
             LinComb::per_row(&widest, MAX_OUTPUTS, rows)?
+        };
+        if method.churns() && method.corrects() {
+            return Err(Error::Unsupported(format!(
+                "{}: churn and Langevin corrections in one method",
+                method.name()
+            )));
+        }
+        let stochastic = noise.is_some();
+        // Built at the widest layout too (a clone keeps it).
+        let noisy_plan = stochastic.then(|| plan.clone().with_noise(NoiseStream::new(0, 0), 0));
+        let corrector = if stochastic && method.corrects() {
+            let per_row = [Operand::Output(0), Operand::Input(0), Operand::Input(1)];
+            Some(CorrectorBuffers {
+                plan: LinComb::per_row(&per_row, 1, rows)?.with_noise(NoiseStream::new(0, 0), 0),
+                norm_eps: backend.zeros(&[rows])?,
+            })
+        } else {
+            None
+        };
+        let row_len = shape.iter().skip(1).product::<usize>();
+        let start = if stochastic && method.churns() {
+            Some(backend.zeros(&shape)?)
+        } else {
+            None
         };
         let mut state = Self {
             method,
@@ -134,7 +357,24 @@ impl<'a, B: Backend> SolverState<'a, B> {
             keeps: Vec::with_capacity(coef_rows),
             coef: vec![0.0; coef_rows * MAX_OUTPUTS * CATALOGUE],
             plan,
+            noise,
+            first_row: first_row as u64,
+            row_len,
+            noisy_plan,
+            noise_coef: vec![0.0; coef_rows * MAX_OUTPUTS],
+            churn: Vec::with_capacity(coef_rows),
+            churn_next: Vec::with_capacity(coef_rows),
+            start,
+            start_active: false,
+            correcting: 0,
+            langevin: Vec::with_capacity(coef_rows),
+            corrector,
         };
+        // A churn before the first step: x̂₀ goes to the start buffer.
+        if state.collect_churn(0)? {
+            std::mem::swap(&mut state.churn, &mut state.churn_next);
+            state.churn_start(backend, x)?;
+        }
         state.begin_step()?;
         Ok(state)
     }
@@ -149,10 +389,20 @@ impl<'a, B: Backend> SolverState<'a, B> {
         &self.request
     }
 
-    /// The tensor to evaluate the model on: the state itself at stage 0,
+    /// The tensor to evaluate the model on: the state itself at stage 0
+    /// (or, when the first step churns, the churned state, held inside),
     /// an internal stage buffer otherwise.
+    ///
+    /// Between steps of a method that churns ([`Method::churn`]), `x` holds
+    /// the churned state, at the level [`SolverState::request`] names.
     pub fn model_input<'s>(&'s self, x: &'s B::Tensor) -> &'s B::Tensor {
-        if self.stage == 0 { x } else { &self.stage_x }
+        if self.stage > 0 && self.correcting == 0 {
+            return &self.stage_x;
+        }
+        match (&self.start, self.start_active) {
+            (Some(start), true) => start,
+            _ => x,
+        }
     }
 
     /// What the run did so far.
@@ -164,8 +414,12 @@ impl<'a, B: Backend> SolverState<'a, B> {
     }
 
     fn ctx(&self, row: usize) -> StepContext<'a> {
+        self.ctx_at(row, self.i)
+    }
+
+    fn ctx_at(&self, row: usize, i: usize) -> StepContext<'a> {
         StepContext {
-            i: self.i,
+            i,
             levels: self.grid.row(row),
             history: self.history_len,
             schedule: self.schedule,
@@ -209,9 +463,235 @@ impl<'a, B: Backend> SolverState<'a, B> {
         }
         self.request.clear();
         for r in 0..self.rows {
-            self.request.push(self.grid.row(r)[self.i]);
+            let row = if self.grid.is_shared() { 0 } else { r };
+            self.request.push(match self.churn.get(row) {
+                Some(c) => c.level,
+                None => self.grid.row(r)[self.i],
+            });
+        }
+        self.correcting = 0;
+        self.langevin.clear();
+        if self.corrector.is_some() {
+            let mut steps = None;
+            for r in 0..self.coef_rows() {
+                let l = self.method.corrector(&self.ctx(r))?.unwrap_or(Langevin {
+                    steps: 0,
+                    snr: 1.0,
+                    alpha: 1.0,
+                });
+                if *steps.get_or_insert(l.steps) != l.steps {
+                    return Err(Error::InvalidArgument {
+                        name: "grid",
+                        reason: format!(
+                            "{} corrects a different number of times on row {r} at step {}",
+                            self.method.name(),
+                            self.i
+                        ),
+                    });
+                }
+                self.langevin.push(l);
+            }
+            self.correcting = steps.unwrap_or(0);
         }
         Ok(())
+    }
+
+    /// Asks the method for the churn of step `i` into `churn_next` (one
+    /// entry per coefficient row, the identity where a row does not
+    /// churn); whether any row churns.
+    fn collect_churn(&mut self, i: usize) -> Result<bool> {
+        self.churn_next.clear();
+        if !self.method.churns() || i >= self.grid.steps() || self.noise.is_none() {
+            return Ok(false);
+        }
+        let mut any = false;
+        for r in 0..self.coef_rows() {
+            let ctx = self.ctx_at(r, i);
+            let c = match self.method.churn(&ctx)? {
+                Some(c) => {
+                    any = true;
+                    for v in [c.x, c.noise, c.level.marginal.alpha, c.level.marginal.sigma] {
+                        if !v.is_finite() {
+                            return Err(Error::NonFinite(format!(
+                                "{}: churn coefficient {v}",
+                                self.method.name()
+                            )));
+                        }
+                    }
+                    c
+                }
+                None => Churn {
+                    level: ctx.levels[i],
+                    x: 1.0,
+                    noise: 0.0,
+                },
+            };
+            self.churn_next.push(c);
+        }
+        if !any {
+            self.churn_next.clear();
+        }
+        Ok(any)
+    }
+
+    /// The churn before the first model call: `start = c_x·x + c_z·z`
+    /// (draw 0), read by step 0 in place of `x`.
+    fn churn_start(&mut self, backend: &B, x: &B::Tensor) -> Result<()> {
+        let info = self.draw_info(0);
+        let name = self.method.name();
+        let Self {
+            start,
+            start_active,
+            plan,
+            noisy_plan,
+            noise,
+            churn,
+            ..
+        } = self;
+        let start = start
+            .as_mut()
+            .ok_or_else(|| Error::Unsupported(format!("{name}: no buffer for the churn")))?;
+        let draw = if churn.iter().any(|c| c.noise != 0.0) {
+            let source = noise
+                .as_mut()
+                .ok_or_else(|| Error::Unsupported(format!("{name}: churn without noise")))?;
+            Some(source.draw(backend, info)?)
+        } else {
+            None
+        };
+        match draw {
+            None => {
+                plan.reconfigure(&[Operand::Input(0)], 1)?;
+                for (r, c) in churn.iter().enumerate() {
+                    plan.set_row(r, 0, 0, c.x)?;
+                }
+                backend.lincomb(plan, &[x], &mut [start])?;
+            }
+            Some(Draw::Stream { stream, offset }) => {
+                let p = noisy_plan
+                    .as_mut()
+                    .ok_or_else(|| Error::Unsupported(format!("{name}: no noisy plan")))?;
+                p.reconfigure(&[Operand::Input(0)], 1)?;
+                p.set_noise_stream(stream, offset)?;
+                for (r, c) in churn.iter().enumerate() {
+                    p.set_row(r, 0, 0, c.x)?;
+                    p.set_noise_row(r, 0, c.noise)?;
+                }
+                backend.lincomb(p, &[x], &mut [start])?;
+            }
+            Some(Draw::Tensor(z)) => {
+                plan.reconfigure(&[Operand::Input(0), Operand::Input(1)], 1)?;
+                for (r, c) in churn.iter().enumerate() {
+                    plan.set_row(r, 0, 0, c.x)?;
+                    plan.set_row(r, 0, 1, c.noise)?;
+                }
+                backend.lincomb(plan, &[x, z], &mut [start])?;
+            }
+        }
+        *start_active = true;
+        Ok(())
+    }
+
+    fn draw_info(&self, index: u64) -> DrawInfo {
+        DrawInfo {
+            index,
+            step: self.i,
+            first_row: self.first_row,
+            rows: self.rows,
+            row_len: self.row_len,
+        }
+    }
+
+    /// One Langevin correction at the step's start level (Song et al.
+    /// 2021, Alg. 5): `ε̂ = a·x + b·out`, the squared norm of each row of
+    /// `ε̂` (a reduction), then `x ← x − (ε/σ)·ε̂ + √(2ε)·z` with
+    /// `ε = 2·alpha·(snr·√L·σ/‖ε̂‖)²` (the score is `s = −ε̂/σ`; `√L`, for
+    /// `L` elements per row, is the expected norm of the draw, which
+    /// score_sde estimates by the batch mean of `‖z‖`). Two passes and a
+    /// reduction; the host copy of the norms is the only allocation of
+    /// the loop.
+    fn correct(
+        &mut self,
+        backend: &B,
+        parameterization: &dyn Parameterization,
+        x: &mut B::Tensor,
+        out: &B::Tensor,
+    ) -> Result<()> {
+        let info = self.draw_info(self.nfe as u64);
+        let name = self.method.name();
+        let shared = self.grid.is_shared();
+        self.maps.clear();
+        for r in 0..self.coef_rows() {
+            self.maps
+                .push(parameterization.eps_map(self.request[r].marginal)?);
+        }
+        let Self {
+            plan,
+            preds,
+            corrector,
+            noise,
+            maps,
+            request,
+            langevin,
+            rows,
+            row_len,
+            ..
+        } = self;
+        let buffers = corrector
+            .as_mut()
+            .ok_or_else(|| Error::Unsupported(format!("{name}: no corrector buffers")))?;
+        let eps = &mut preds[0];
+        plan.reconfigure(&[Operand::Input(0), Operand::Input(1)], 1)?;
+        for (r, map) in maps.iter().enumerate() {
+            plan.set_row(r, 0, 0, map.a)?;
+            plan.set_row(r, 0, 1, map.b)?;
+        }
+        backend.lincomb(plan, &[x, out], &mut [eps])?;
+        backend.reduce_rows(eps, RowReduction::SumSquares, &mut buffers.norm_eps)?;
+        let eps_sq = backend.to_host(&buffers.norm_eps)?;
+        let z_norm = (*row_len as f64).sqrt();
+        let source = noise
+            .as_mut()
+            .ok_or_else(|| Error::Unsupported(format!("{name}: corrections without noise")))?;
+        let draw = source.draw(backend, info)?;
+        let tensor = matches!(draw, Draw::Tensor(_));
+        let p = &mut buffers.plan;
+        if tensor {
+            p.reconfigure(
+                &[Operand::Output(0), Operand::Input(0), Operand::Input(1)],
+                1,
+            )?;
+        } else {
+            p.reconfigure(&[Operand::Output(0), Operand::Input(0)], 1)?;
+        }
+        if let Draw::Stream { stream, offset } = draw {
+            p.set_noise_stream(stream, offset)?;
+        }
+        for r in 0..*rows {
+            let l = langevin[if shared { 0 } else { r }];
+            let sigma = request[r].marginal.sigma;
+            // ‖s‖ = ‖ε̂‖/σ.
+            let score = f64::from(eps_sq[r]).sqrt() / sigma;
+            let ratio = l.snr * z_norm / score;
+            let step = 2.0 * l.alpha * ratio * ratio;
+            let (ce, cz) = (-step / sigma, (2.0 * step).sqrt());
+            if !(step.is_finite() && ce.is_finite() && cz.is_finite()) {
+                return Err(Error::NonFinite(format!(
+                    "{name}: Langevin step size {step} on row {r} (score norm {score})"
+                )));
+            }
+            p.set_row(r, 0, 0, 1.0)?;
+            p.set_row(r, 0, 1, ce)?;
+            if tensor {
+                p.set_row(r, 0, 2, cz)?;
+            } else {
+                p.set_noise_row(r, 0, cz)?;
+            }
+        }
+        match draw {
+            Draw::Tensor(z) => backend.lincomb(p, &[&*eps, z], &mut [x]),
+            Draw::Stream { .. } => backend.lincomb(p, &[&*eps], &mut [x]),
+        }
     }
 
     fn n_stages(&self) -> usize {
@@ -234,6 +714,11 @@ impl<'a, B: Backend> SolverState<'a, B> {
             });
         }
         self.nfe += 1;
+        if self.correcting > 0 {
+            self.correct(backend, parameterization, x, out)?;
+            self.correcting -= 1;
+            return Ok(());
+        }
         let s = self.stage;
         let last_stage = s + 1 == self.n_stages();
         // The prediction map of this call, per coefficient row.
@@ -281,8 +766,16 @@ impl<'a, B: Backend> SolverState<'a, B> {
         // The prediction is needed later if another stage follows or it is
         // stage 0 of a method with history.
         let keep_pred = !last_stage || (s == 0 && !self.history.is_empty());
-        self.fused_pass(backend, x, out, keep, last_stage, keep_pred)?;
+        // The churn of the next step rides on this step's last pass.
+        let fold = last_stage && self.collect_churn(self.i + 1)?;
+        self.fused_pass(backend, x, out, keep, last_stage, keep_pred, fold)?;
         if last_stage {
+            self.start_active = false;
+            std::mem::swap(&mut self.churn, &mut self.churn_next);
+            if !fold {
+                self.churn.clear();
+            }
+            self.churn_next.clear();
             self.prev_valid = keep;
             if s == 0 || !self.history.is_empty() {
                 self.push_history();
@@ -329,7 +822,10 @@ impl<'a, B: Backend> SolverState<'a, B> {
     /// One `lincomb`: the destination (x for the update, the stage buffer
     /// otherwise), if kept the new prediction `P_s = a·x_in + b·out`, and
     /// the state the method keeps for the next step (`keep`: the
-    /// combinations in `self.keeps`; only with `to_x`). Allocates nothing.
+    /// combinations in `self.keeps`; only with `to_x`), plus the noise
+    /// term of a stochastic method; with `fold`, the destination is the
+    /// next step's churned state (`churn_next`). Allocates nothing.
+    #[allow(clippy::too_many_arguments)]
     fn fused_pass(
         &mut self,
         backend: &B,
@@ -338,10 +834,12 @@ impl<'a, B: Backend> SolverState<'a, B> {
         keep: bool,
         to_x: bool,
         keep_pred: bool,
+        fold: bool,
     ) -> Result<()> {
         let s = self.stage;
         let name = self.method.name();
         let rows = self.combs.len();
+        let info = self.draw_info(self.nfe as u64);
         // Operand catalogue: 0 = x_i, 1 = stage_x (x_in of stages ≥ 1),
         // 2 = out, 3.. = P_0..P_{s-1}, then H_1..H_h, then the kept x_{i−1}.
         let n_hist = self.history_len;
@@ -353,6 +851,7 @@ impl<'a, B: Backend> SolverState<'a, B> {
         let outputs = 1 + usize::from(keep_pred) + usize::from(keep);
         let at = |r: usize, m: usize, k: usize| (r * MAX_OUTPUTS + m) * CATALOGUE + k;
         self.coef.fill(0.0);
+        self.noise_coef.fill(0.0);
         for r in 0..rows {
             let map = self.maps[r];
             let base = at(r, 0, 0);
@@ -364,6 +863,17 @@ impl<'a, B: Backend> SolverState<'a, B> {
                 s,
                 n_hist,
             )?;
+            let mut noise = self.combs[r].noise;
+            if fold {
+                // x̂ = c_x·x′ + c_z·z′ with x′ = Σ c·v + c_u·z: one draw
+                // of standard deviation √((c_x·c_u)² + c_z²).
+                let churn = self.churn_next[r];
+                for c in &mut self.coef[base..base + CATALOGUE] {
+                    *c *= churn.x;
+                }
+                noise = (churn.x * noise).hypot(churn.noise);
+            }
+            self.noise_coef[r * MAX_OUTPUTS] = noise;
             if let Some(m) = pred_slot {
                 self.coef[at(r, m, if s == 0 { 0 } else { 1 })] += map.a;
                 self.coef[at(r, m, 2)] += map.b;
@@ -378,8 +888,10 @@ impl<'a, B: Backend> SolverState<'a, B> {
                     s,
                     n_hist,
                 )?;
+                self.noise_coef[r * MAX_OUTPUTS + m] = self.keeps[r].noise;
             }
         }
+        let noisy = self.noise_coef.iter().any(|&c| c != 0.0);
         let mut used = ArrayVec::<usize, CATALOGUE>::new();
         for k in 0..n {
             if (0..rows).any(|r| (0..outputs).any(|m| self.coef[at(r, m, k)] != 0.0)) {
@@ -395,9 +907,27 @@ impl<'a, B: Backend> SolverState<'a, B> {
             head,
             prev,
             plan,
+            noisy_plan,
             coef,
+            noise_coef,
+            noise: source,
+            start,
+            start_active,
             ..
         } = self;
+        let draw = if noisy {
+            let source = source.as_mut().ok_or_else(|| {
+                Error::Unsupported(format!("{name}: a noise term in a run without noise"))
+            })?;
+            Some(source.draw(backend, info)?)
+        } else {
+            None
+        };
+        // Step 0 of a churned run reads x̂₀ from the start buffer.
+        let start_in = match (start.as_ref(), *start_active) {
+            (Some(t), true) => Some(t),
+            _ => None,
+        };
         let (dest, other): (&mut B::Tensor, &B::Tensor) =
             if to_x { (x, &*stage_x) } else { (stage_x, &*x) };
         let (pred_head, pred_tail) = preds.split_at_mut(s);
@@ -408,8 +938,8 @@ impl<'a, B: Backend> SolverState<'a, B> {
             Some(_) => (prev.as_mut(), None),
             None => (None, prev.as_ref()),
         };
-        let mut inputs = ArrayVec::<&B::Tensor, CATALOGUE>::new();
-        let mut operands = ArrayVec::<Operand, CATALOGUE>::new();
+        let mut inputs = ArrayVec::<&B::Tensor, { CATALOGUE + 1 }>::new();
+        let mut operands = ArrayVec::<Operand, { CATALOGUE + 1 }>::new();
         for &k in &used {
             let input = match k {
                 k if k == prev_col => match (keep_slot, prev_in) {
@@ -425,6 +955,9 @@ impl<'a, B: Backend> SolverState<'a, B> {
                         });
                     }
                 },
+                0 if start_in.is_some() => start_in.ok_or_else(|| {
+                    Error::Unsupported(format!("{name}: the churned state is missing"))
+                })?,
                 0 if to_x => {
                     operands.push(Operand::Output(0));
                     continue;
@@ -441,17 +974,43 @@ impl<'a, B: Backend> SolverState<'a, B> {
             inputs.push(input);
             operands.push(Operand::Input(inputs.len() - 1));
         }
+        // A tensor draw is the last operand, as the plan's noise term is
+        // the last term of the sum.
+        let (pass_plan, stream) = match draw {
+            None => (plan, None),
+            Some(Draw::Stream { stream, offset }) => {
+                let p = noisy_plan.as_mut().ok_or_else(|| {
+                    Error::Unsupported(format!("{name}: no plan with a noise term"))
+                })?;
+                (p, Some((stream, offset)))
+            }
+            Some(Draw::Tensor(z)) => {
+                inputs.push(z);
+                operands.push(Operand::Input(inputs.len() - 1));
+                (plan, None)
+            }
+        };
         if operands.len() > MAX_INPUTS {
             return Err(Error::Unsupported(format!(
                 "{name}: a step combines {} quantities; a fused pass reads at most {MAX_INPUTS}",
                 operands.len()
             )));
         }
-        plan.reconfigure(&operands, outputs)?;
+        pass_plan.reconfigure(&operands, outputs)?;
+        let tensor_noise = noisy && stream.is_none();
+        if let Some((stream, offset)) = stream {
+            pass_plan.set_noise_stream(stream, offset)?;
+        }
         for r in 0..rows {
             for m in 0..outputs {
                 for (slot, &k) in used.iter().enumerate() {
-                    plan.set_row(r, m, slot, coef[at(r, m, k)])?;
+                    pass_plan.set_row(r, m, slot, coef[at(r, m, k)])?;
+                }
+                let cz = noise_coef[r * MAX_OUTPUTS + m];
+                if tensor_noise {
+                    pass_plan.set_row(r, m, used.len(), cz)?;
+                } else if stream.is_some() {
+                    pass_plan.set_noise_row(r, m, cz)?;
                 }
             }
         }
@@ -466,7 +1025,7 @@ impl<'a, B: Backend> SolverState<'a, B> {
             })?;
             targets.push(p);
         }
-        backend.lincomb(plan, &inputs, &mut targets)
+        backend.lincomb(pass_plan, &inputs, &mut targets)
     }
 }
 
@@ -510,15 +1069,31 @@ fn add_combination(
 }
 
 /// A [`Method`] run with a model in the loop: implements core's [`Solver`].
+///
+/// A stochastic method draws from the stream handed to
+/// [`Solver::sample`] through [`PhiloxNoise`]; without one it is an error,
+/// as is a stream for a deterministic method.
 pub struct Sampler<M: Method> {
     /// The method.
     pub method: M,
+    /// The first row of the states it samples in the full batch (0 unless
+    /// the batch is split into shards; see [`SolverState::with_noise`]).
+    pub first_row: usize,
 }
 
 impl<M: Method> Sampler<M> {
-    /// Wraps `method`.
+    /// Wraps `method`, for whole batches.
     pub fn new(method: M) -> Self {
-        Self { method }
+        Self {
+            method,
+            first_row: 0,
+        }
+    }
+
+    /// Wraps `method` for a shard that starts at row `first_row` of the
+    /// full batch.
+    pub fn shard(method: M, first_row: usize) -> Self {
+        Self { method, first_row }
     }
 }
 
@@ -533,7 +1108,7 @@ impl<M: Method, B: Backend> Solver<B> for Sampler<M> {
         self.method.nfe_per_step()
     }
     fn stochastic(&self) -> bool {
-        false
+        self.method.stochastic()
     }
     fn sample(
         &mut self,
@@ -544,17 +1119,35 @@ impl<M: Method, B: Backend> Solver<B> for Sampler<M> {
         x: &mut B::Tensor,
         noise: Option<NoiseStream>,
     ) -> Result<SampleReport> {
-        if noise.is_some() {
-            return Err(Error::InvalidArgument {
+        match (self.method.stochastic(), noise) {
+            (false, Some(_)) => Err(Error::InvalidArgument {
                 name: "noise",
                 reason: format!("{} is deterministic and draws no noise", self.method.name()),
-            });
+            }),
+            (false, None) => run(backend, &self.method, model, schedule, grid, x),
+            (true, None) => Err(Error::InvalidArgument {
+                name: "noise",
+                reason: format!(
+                    "{} is stochastic: it needs a noise stream (seed and base stream)",
+                    self.method.name()
+                ),
+            }),
+            (true, Some(base)) => run_with_noise(
+                backend,
+                &self.method,
+                model,
+                schedule,
+                grid,
+                x,
+                Box::new(PhiloxNoise::new(base)),
+                self.first_row,
+            ),
         }
-        run(backend, &self.method, model, schedule, grid, x)
     }
 }
 
-/// Runs `method` with `model` in the loop from `x` along `grid`.
+/// Runs the deterministic `method` with `model` in the loop from `x`
+/// along `grid`.
 pub fn run<B: Backend>(
     backend: &B,
     method: &dyn Method,
@@ -563,7 +1156,34 @@ pub fn run<B: Backend>(
     grid: &SamplingGrid,
     x: &mut B::Tensor,
 ) -> Result<SampleReport> {
-    let mut state = SolverState::new(backend, method, schedule, grid, x)?;
+    let state = SolverState::new(backend, method, schedule, grid, x)?;
+    drive(state, backend, model, x)
+}
+
+/// Runs the stochastic `method` with `model` in the loop from `x` along
+/// `grid`, drawing from `noise`, for a state holding rows `first_row, …`
+/// of the full batch.
+#[allow(clippy::too_many_arguments)]
+pub fn run_with_noise<'a, B: Backend>(
+    backend: &B,
+    method: &'a dyn Method,
+    model: &dyn Denoiser<B>,
+    schedule: &'a dyn NoiseSchedule,
+    grid: &'a SamplingGrid,
+    x: &mut B::Tensor,
+    noise: Box<dyn NoiseSource<B> + 'a>,
+    first_row: usize,
+) -> Result<SampleReport> {
+    let state = SolverState::with_noise(backend, method, schedule, grid, x, noise, first_row)?;
+    drive(state, backend, model, x)
+}
+
+fn drive<B: Backend>(
+    mut state: SolverState<'_, B>,
+    backend: &B,
+    model: &dyn Denoiser<B>,
+    x: &mut B::Tensor,
+) -> Result<SampleReport> {
     let mut out = backend.zeros(backend.shape(x))?;
     while !state.is_done() {
         model.predict(

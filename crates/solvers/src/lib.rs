@@ -13,9 +13,23 @@
 //! [deis], DPM-Solver multistep and singlestep orders 1–3
 //! [dpm-solver-2m, dpm-solver-3m, dpm-solver-2s, dpm-solver-3s],
 //! DPM-Solver++ 2S/2M/3M [dpmpp-2s, dpmpp-2m, dpmpp-3m], UniPC with the UniC
-//! corrector [unipc]. Both APIs exist: [`Sampler`] (and [`run`]) runs a
-//! [`Denoiser`] in the loop; [`SolverState`] is advanced by a caller that
-//! owns the loop.
+//! corrector [unipc]; and the stochastic samplers of [`sde`] (see
+//! [`stochastic_names`]): DDPM ancestral [ddpm], DDIM with η > 0
+//! [ddim-eta], Euler ancestral [euler-ancestral], DPM-2 ancestral
+//! [dpm2-ancestral], DPM-Solver++(2S) ancestral [dpmpp-2s-ancestral],
+//! DPM-Solver++ SDE [dpmpp-sde], SDE-DPM-Solver++ 2M/3M [dpmpp-2m-sde,
+//! dpmpp-3m-sde], EDM's churn sampler [edm], Euler–Maruyama on the reverse
+//! SDE [euler-maruyama] and predictor–corrector with Langevin correction
+//! [pc], whose noise is drawn from the public noise stream by sample index
+//! (see [`SolverState`] and [`PhiloxNoise`]: same seed, same samples for
+//! any batch split and thread count). Both APIs exist: [`Sampler`] (and
+//! [`run`], [`run_with_noise`]) runs a [`Denoiser`] in the loop;
+//! [`SolverState`] is advanced by a caller that owns the loop.
+//!
+//! Also: [`inversion`] (DDIM / DPM-Solver inversion on a
+//! [`SamplingGrid::Inverse`] grid, truncated image-to-image sampling) and
+//! [`likelihood`] (log-likelihoods and bits/dim by the probability-flow
+//! ODE, with the exact divergence or the Hutchinson estimator).
 //!
 //! ```
 //! use diffuse_solvers::{Backend, CpuBackend, Euler, Marginal, NoiseLevel, SamplingGrid, SolverState};
@@ -46,25 +60,34 @@
 //! ```
 
 mod driver;
+pub mod inversion;
+pub mod likelihood;
 mod method;
 pub mod ode;
 mod registry;
+pub mod sde;
 
 pub use diffuse_core::{
     Affine, Backend, Condition, CpuBackend, Denoiser, Error, LinComb, Marginal, NoiseLevel,
-    Operand, Parameterization, Result, SampleReport, SamplingGrid, Solver,
+    NoiseStream, Operand, Parameterization, Result, SampleReport, SamplingGrid, Solver,
 };
-pub use driver::{Sampler, SolverState, run};
+pub use driver::{
+    Draw, DrawInfo, NoiseSource, PhiloxNoise, Sampler, SolverState, run, run_with_noise,
+};
 pub use method::{
-    Combination, MAX_HISTORY, MAX_STAGES, Method, Prediction, StageLevels, StepContext,
-    stage_levels,
+    Churn, Combination, Langevin, MAX_HISTORY, MAX_STAGES, Method, Prediction, StageLevels,
+    StepContext, stage_levels,
 };
 pub use ode::{
     AdaptiveReport, Ddim, Deis, Dpm2, DpmAdaptive, DpmAlgorithm, DpmPp2S, DpmSolverMultistep,
     DpmSolverSinglestep, ErrorNorm, Euler, FlowEuler, FlowHeun, Heun, IPndm, Lms, Pndm, PndmStart,
     SecondOrder, SecondOrderStart, SinglestepStages, ThirdOrder, UniPc, UniPcVariant,
 };
-pub use registry::{by_name, deterministic_names};
+pub use registry::{by_name, deterministic_names, stochastic_names};
+pub use sde::{
+    DdimEta, Ddpm, DdpmVariance, Dpm2Ancestral, DpmPp2MSde, DpmPp2SAncestral, DpmPp3MSde, DpmPpSde,
+    Edm, EulerAncestral, EulerMaruyama, Pc,
+};
 
 /// The variance-exploding schedule `α = 1`, `σ = t` on `t ∈ [0, ∞)`: the
 /// noise levels of k-diffusion, for grids given directly in σ.

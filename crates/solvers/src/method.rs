@@ -18,6 +18,16 @@
 //! parameterisation's affine map. The driver ([`crate::Sampler`]) folds that
 //! map into the same pass, so each stage costs one fused
 //! [`diffuse_core::LinComb`].
+//!
+//! A stochastic method ([`Method::stochastic`]) adds `c_z·z` to a
+//! combination, `z` a fresh standard normal draw ([`Combination::noise`]);
+//! the driver folds it into the same pass through the plan's noise term
+//! (the numbering of the draws is documented in [`crate::SolverState`]).
+//! Two further hooks cover the samplers whose noise is not a term of a
+//! stage: [`Method::churn`] raises the noise level before the first model
+//! call of a step (Karras et al. 2022, Alg. 2), and [`Method::corrector`]
+//! asks for Langevin corrections whose step size depends on the norms of
+//! the score and of the draw (Song et al. 2021, Alg. 5).
 
 use arrayvec::ArrayVec;
 use diffuse_core::{Error, Marginal, NoiseLevel, NoiseSchedule, Result};
@@ -69,6 +79,10 @@ pub struct Combination {
     pub stages: ArrayVec<f64, MAX_STAGES>,
     /// Coefficients of `H_1 … H_h` (newest first).
     pub history: ArrayVec<f64, MAX_HISTORY>,
+    /// Coefficient `c_z` of a fresh standard normal draw `z` (zero for a
+    /// deterministic combination). Only a [`Method::stochastic`] method may
+    /// set it.
+    pub noise: f64,
     /// Set when a constructor was given more coefficients than fit.
     overflow: bool,
 }
@@ -97,6 +111,12 @@ impl Combination {
         self
     }
 
+    /// Adds the coefficient `c_z` of a fresh standard normal draw.
+    pub fn with_noise(mut self, noise: f64) -> Self {
+        self.noise = noise;
+        self
+    }
+
     /// Checks that every coefficient fits and is finite.
     pub fn check(&self, method: &str) -> Result<()> {
         if self.overflow {
@@ -107,6 +127,7 @@ impl Combination {
         }
         let all = std::iter::once(self.x)
             .chain(std::iter::once(self.x_prev))
+            .chain(std::iter::once(self.noise))
             .chain(self.stages.iter().copied())
             .chain(self.history.iter().copied());
         for c in all {
@@ -168,7 +189,37 @@ impl StepContext<'_> {
     }
 }
 
-/// A deterministic sampling method, as a coefficient recipe.
+/// A stochastic raise of the noise level before the first model call of a
+/// step ("churn", Karras et al. 2022, Alg. 2 lines 4–6): the model is
+/// evaluated at `level` on `x̂ = x·x_i + noise·z` instead of `x_i` at the
+/// grid level, and the step's combinations then read `x̂` as `x_i`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Churn {
+    /// The raised level (its log-SNR is below the grid level's).
+    pub level: NoiseLevel,
+    /// Coefficient of `x_i`.
+    pub x: f64,
+    /// Coefficient of the fresh standard normal draw `z`.
+    pub noise: f64,
+}
+
+/// Langevin corrections at the start level of a step (Song et al. 2021,
+/// Alg. 5): each evaluates the score `s = −ε̂/σ` at `x` and moves
+/// `x ← x + ε·s + √(2ε)·z` with the step size
+/// `ε = 2·alpha·(snr·√L/‖s‖)²`, `‖s‖` the norm of each batch row and `√L`
+/// (`L` elements per row) the expected norm of `z`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Langevin {
+    /// Corrections before the step's first stage.
+    pub steps: usize,
+    /// The target signal-to-noise ratio `r` (positive).
+    pub snr: f64,
+    /// The factor `alpha` of the step size (score_sde: `1 − β` of the
+    /// discretised VP SDE, 1 for VE).
+    pub alpha: f64,
+}
+
+/// A sampling method, as a coefficient recipe.
 pub trait Method: Send + Sync {
     /// Canonical name (as used on the command line).
     fn name(&self) -> &str;
@@ -205,6 +256,35 @@ pub trait Method: Send + Sync {
     /// Whether [`Method::keep_state`] may keep a state, so the driver
     /// allocates its buffer when the run starts rather than inside the loop.
     fn keeps_state(&self) -> bool {
+        false
+    }
+    /// Whether the method draws noise: its combinations may have a
+    /// non-zero [`Combination::noise`], and it may churn or correct. A
+    /// stochastic method is run with a noise source and a deterministic
+    /// one without (the driver refuses the other pairings).
+    fn stochastic(&self) -> bool {
+        false
+    }
+    /// The churn before step `ctx.i`, if any (only for stochastic methods
+    /// that return `true` from [`Method::churns`]).
+    fn churn(&self, _ctx: &StepContext<'_>) -> Result<Option<Churn>> {
+        Ok(None)
+    }
+    /// Whether [`Method::churn`] may churn, so the driver allocates what it
+    /// needs when the run starts.
+    fn churns(&self) -> bool {
+        false
+    }
+    /// The Langevin corrections of step `ctx.i`, if any (only for
+    /// stochastic methods that return `true` from [`Method::corrects`]).
+    fn corrector(&self, _ctx: &StepContext<'_>) -> Result<Option<Langevin>> {
+        Ok(None)
+    }
+    /// Whether [`Method::corrector`] may correct, so the driver allocates
+    /// its buffers when the run starts. The predictor of a correcting
+    /// method takes one stage per step ([`Method::nfe_per_step`] counts the
+    /// corrections too).
+    fn corrects(&self) -> bool {
         false
     }
 }

@@ -33,6 +33,9 @@ pub enum Command {
     /// Measure the convergence order of every deterministic solver on a
     /// Gaussian-mixture problem with the exact denoiser.
     Orders(OrdersArgs),
+    /// List every solver and sampler with its order, model evaluations per
+    /// step and whether it draws noise.
+    Solvers(SolversArgs),
 }
 
 #[derive(Debug, Args)]
@@ -50,6 +53,13 @@ pub struct ReplayArgs {
 
 #[derive(Debug, Args)]
 pub struct OrdersArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct SolversArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
@@ -198,6 +208,7 @@ pub fn run(cli: Cli) -> CliResult<()> {
         Command::Schedule(args) => crate::schedule::run(&args),
         Command::Replay(args) => crate::replay::run(&args),
         Command::Orders(args) => crate::orders::run(&args),
+        Command::Solvers(args) => crate::solvers::run(&args),
     }
 }
 

@@ -17,6 +17,7 @@ mod output;
 mod plot;
 mod replay;
 mod schedule;
+mod solvers;
 
 use clap::Parser;
 use clap::error::ErrorKind;

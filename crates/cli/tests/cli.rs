@@ -376,3 +376,17 @@ fn the_device_flag_switches_to_cuda_or_says_why_not() {
     }
     assert_one_line_error(&["bench", "step", "--device", "gpu"], "cuda:N");
 }
+
+#[test]
+fn solvers_are_listed() {
+    let o = diffuse(&["solvers", "--format", "json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let list = v.as_array().unwrap();
+    let find = |name: &str| list.iter().find(|e| e["name"] == name).unwrap().clone();
+    assert_eq!(find("heun")["nfe_per_step"], 2);
+    assert_eq!(find("dpmpp-2m")["order"], 2);
+    assert_eq!(find("dpmpp-2m")["stochastic"], false);
+    assert_eq!(find("euler-ancestral")["stochastic"], true);
+    assert!(list.len() >= 25);
+}

@@ -2,9 +2,11 @@
 //! DPM-Solver++(2M) with a model that costs nothing (it leaves its output
 //! as it is), per step, against one `lincomb` with the same plan layout
 //! (DDIM: K = 2, M = 1; 2M: K = 3, M = 2, the prediction kept for the
-//! history). The ratio is the driver's overhead: host coefficients, plan
-//! updates, bookkeeping. `cargo xtask bench` runs this and writes the
-//! ratio into `docs/benchmarks.md`; `DIFFUSE_BENCH_LOOP_ELEMENTS`
+//! history). Runs of 100 and 400 steps separate the cost per step (the
+//! difference over 300 steps: host coefficients, plan updates, bookkeeping
+//! and the pass itself) from the cost of starting a run (allocating and
+//! first touching its buffers). `cargo xtask bench` runs this and writes
+//! the ratios into `docs/benchmarks.md`; `DIFFUSE_BENCH_LOOP_ELEMENTS`
 //! overrides the size (2²⁰).
 
 use std::hint::black_box;
@@ -16,8 +18,8 @@ use diffuse_solvers::{
     Parameterization, Result, SamplingGrid, by_name, run,
 };
 
-/// Steps per timed run.
-pub const STEPS: usize = 100;
+/// Steps of the short and the long timed run.
+pub const STEPS: [usize; 2] = [100, 400];
 const ROWS: usize = 16;
 
 fn elements() -> usize {
@@ -58,13 +60,13 @@ impl Denoiser<CpuBackend> for Free {
     }
 }
 
-/// VE levels σ from 2 to 1, geometric (the state stays far from
+/// `steps` VE levels σ from 2 to 1, geometric (the state stays far from
 /// subnormal numbers).
-fn grid() -> SamplingGrid {
+fn grid(steps: usize) -> SamplingGrid {
     SamplingGrid::Shared(
-        (0..=STEPS)
+        (0..=steps)
             .map(|i| {
-                let sigma = 2.0 * 0.5f64.powf(i as f64 / STEPS as f64);
+                let sigma = 2.0 * 0.5f64.powf(i as f64 / steps as f64);
                 NoiseLevel {
                     t: sigma,
                     marginal: Marginal { alpha: 1.0, sigma },
@@ -80,7 +82,6 @@ fn sampling_loop(c: &mut Criterion) {
     let shape = [ROWS, cols];
     let cpu = CpuBackend::new();
     let init: Vec<f32> = (0..ROWS * cols).map(|i| (i % 17) as f32 * 0.1).collect();
-    let grid = grid();
     let mut group = c.benchmark_group("sampling_loop");
     group
         .sample_size(20)
@@ -114,10 +115,16 @@ fn sampling_loop(c: &mut Criterion) {
         });
     }
 
-    // Whole runs; criterion reports the time of STEPS steps.
-    for (id, name) in [("ddim_run", "ddim"), ("dpmpp_2m_run", "dpmpp-2m")] {
+    // Whole runs; criterion reports the time of a run of `steps` steps.
+    for (id, name, steps) in [
+        ("ddim_run_100", "ddim", STEPS[0]),
+        ("ddim_run_400", "ddim", STEPS[1]),
+        ("dpmpp_2m_run_100", "dpmpp-2m", STEPS[0]),
+        ("dpmpp_2m_run_400", "dpmpp-2m", STEPS[1]),
+    ] {
         let method = by_name(name).expect("solver");
-        group.throughput(Throughput::Elements(STEPS as u64));
+        let grid = grid(steps);
+        group.throughput(Throughput::Elements(steps as u64));
         group.bench_function(id, |b| {
             b.iter_batched_ref(
                 || cpu.upload(&shape, &init).expect("upload"),

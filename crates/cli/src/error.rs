@@ -19,6 +19,8 @@ pub enum CliError {
     Npy(String),
     #[error("writing JSON: {0}")]
     Json(#[from] serde_json::Error),
+    #[error(transparent)]
+    Train(#[from] diffuse_train::TrainError),
     #[error("plot: {0}")]
     Plot(#[from] crate::plot::PlotError),
 }

@@ -4,11 +4,15 @@
 //! measures the fused step on this machine, `schedule` prints the inference
 //! grid of a diffusers scheduler config or a built-in schedule, `replay`
 //! reproduces a recorded diffusers / k-diffusion run, `orders` measures the
-//! solvers' convergence orders. Errors are one line on stderr
+//! solvers' convergence orders, `train` trains a denoiser on 2-D data,
+//! `sample` samples a trained model or a Gaussian mixture, `demo` (also
+//! what `diffuse` with no arguments runs) trains, samples and scores in
+//! about a minute. Errors are one line on stderr
 //! and a non-zero exit status.
 
 mod bench;
 mod cli;
+mod demo;
 mod device;
 mod error;
 mod noise;
@@ -16,8 +20,10 @@ mod orders;
 mod output;
 mod plot;
 mod replay;
+mod sample;
 mod schedule;
 mod solvers;
+mod train;
 
 use clap::Parser;
 use clap::error::ErrorKind;

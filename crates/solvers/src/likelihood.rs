@@ -91,9 +91,16 @@
 //! #     }
 //! # }
 //! # impl VectorJacobian<CpuBackend> for StdNormal {
-//! #     fn x0_vjp(&self, _b: &CpuBackend, _x: &diffuse_core::CpuTensor, _l: &[NoiseLevel],
-//! #         _c: Condition<'_, diffuse_core::CpuTensor>, _v: &diffuse_core::CpuTensor,
-//! #         _o: &mut diffuse_core::CpuTensor) -> diffuse_core::Result<()> { unimplemented!() }
+//! #     fn x0_vjp(&self, cpu: &CpuBackend, x: &diffuse_core::CpuTensor, l: &[NoiseLevel],
+//! #         _c: Condition<'_, diffuse_core::CpuTensor>, v: &diffuse_core::CpuTensor,
+//! #         o: &mut diffuse_core::CpuTensor) -> diffuse_core::Result<()> {
+//! #         // One element per row: vᵀ·∂x̂₀/∂x = v/(1 + σ̃²).
+//! #         let v: Vec<f32> = cpu.to_host(v)?.iter().zip(l).map(|(v, l)| {
+//! #             (f64::from(*v) / (1.0 + l.marginal.ve_sigma().powi(2))) as f32
+//! #         }).collect();
+//! #         *o = cpu.upload(cpu.shape(x), &v)?;
+//! #         Ok(())
+//! #     }
 //! #     fn x0_divergence(&self, _b: &CpuBackend, _x: &diffuse_core::CpuTensor, l: &[NoiseLevel],
 //! #         _c: Condition<'_, diffuse_core::CpuTensor>) -> diffuse_core::Result<Option<Vec<f64>>> {
 //! #         Ok(Some(l.iter().map(|l| 1.0 / (1.0 + l.marginal.ve_sigma().powi(2))).collect()))

@@ -2,7 +2,11 @@
 //!
 //! - `cargo xtask bench [ARGS…]`: runs the criterion benches of the fused
 //!   step (extra arguments go to criterion) and writes `docs/benchmarks.md`
-//!   with GB/s and the ratio to the STREAM triad measured in the same run.
+//!   with GB/s and the ratio to the STREAM triad measured in the same run,
+//!   the sampling loop against its fused step, and the reference training
+//!   step of diffuse-nets.
+//! - `cargo xtask bench --only train [ARGS…]`: runs the training bench only
+//!   and replaces that section of `docs/benchmarks.md`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -15,7 +19,7 @@ fn main() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("bench") => bench(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask bench [criterion arguments…]");
+            eprintln!("usage: cargo xtask bench [--only train] [criterion arguments…]");
             std::process::exit(2);
         }
     }
@@ -203,6 +207,14 @@ fn paired_step(root: &Path, elements: u64, id: &str) -> Result<Paired> {
     Ok(serde_json::from_slice(&out.stdout)?)
 }
 
+/// Threads of the rayon pool the benches run on.
+fn threads() -> usize {
+    std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -213,10 +225,7 @@ fn machine() -> String {
                 .map(|s| s.trim().to_string())
         })
         .unwrap_or_else(|| "unknown CPU".into());
-    let threads = std::env::var("RAYON_NUM_THREADS")
-        .ok()
-        .and_then(|v| v.parse::<usize>().ok())
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let threads = threads();
     let rustc = Command::new("rustc")
         .arg("--version")
         .output()
@@ -226,8 +235,27 @@ fn machine() -> String {
     format!("{cpu}, {threads} threads (rayon), {rustc}")
 }
 
-fn bench(extra: &[String]) -> Result<()> {
+fn bench(args: &[String]) -> Result<()> {
     let root = root();
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let out = root.join("docs").join("benchmarks.md");
+    if args.first().map(String::as_str) == Some("--only") {
+        match args.get(1).map(String::as_str) {
+            Some("train") => {
+                let section = training_section(&root, &target, &args[2..])?;
+                let doc = std::fs::read_to_string(&out)
+                    .with_context(|| format!("reading {}", out.display()))?;
+                std::fs::write(&out, splice_section(&doc, TRAIN_HEADING, &section))
+                    .with_context(|| format!("writing {}", out.display()))?;
+                println!("updated the training section of {}", out.display());
+                return Ok(());
+            }
+            other => bail!("--only {}: the sections are: train", other.unwrap_or("")),
+        }
+    }
+    let extra = args;
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .current_dir(&root)
         .args(["bench", "-p", "diffuse-core", "--bench", "lincomb", "--"])
@@ -237,9 +265,6 @@ fn bench(extra: &[String]) -> Result<()> {
     if !status.success() {
         bail!("cargo bench failed");
     }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
     let dir = target.join("criterion").join("lincomb");
     let triad = read_row(&dir, "triad")?;
     let cases = [
@@ -319,13 +344,139 @@ fn bench(extra: &[String]) -> Result<()> {
         ceiling / triad.gbps(),
         ceiling / paired_triad,
     ));
-    md.push_str(&sampling_loop_section(&root, &target, extra)?);
     md.push_str(
-        "\nReproduce: `cargo xtask bench` (all cases), or for one case on your machine \
+        "\nReproduce: `cargo xtask bench` (all sections), or for one case on your machine \
          `cargo run --release -- bench step --elements 16777216 --inputs 3 --outputs 2 --noise --triad`.\n",
     );
-    let out = root.join("docs").join("benchmarks.md");
+    md.push_str(&sampling_loop_section(&root, &target, extra)?);
+    md.push_str(&training_section(&root, &target, extra)?);
     std::fs::write(&out, md).with_context(|| format!("writing {}", out.display()))?;
     println!("wrote {}", out.display());
     Ok(())
+}
+
+/// Heading of the training section of `docs/benchmarks.md`.
+const TRAIN_HEADING: &str = "## The reference training step";
+
+/// Multiply–adds per row of one forward pass of the reference network:
+/// `(2 + 128) → 256 → 256 → 256 → 2` (data plus sinusoidal time features in,
+/// three hidden layers of 256, the prediction out).
+const REFERENCE_MACS_PER_ROW: f64 = 130.0 * 256.0 + 2.0 * 256.0 * 256.0 + 256.0 * 2.0;
+
+/// Batch of the reference training step and rows of the forward-pass bench.
+const TRAIN_BATCH: f64 = 4096.0;
+const FORWARD_ROWS: f64 = 65_536.0;
+
+/// The nominal clock of the first CPU in `/proc/cpuinfo`, in GHz.
+fn nominal_ghz() -> Option<f64> {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()?
+        .lines()
+        .find(|l| l.starts_with("cpu MHz"))?
+        .split(':')
+        .nth(1)?
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .map(|mhz| mhz / 1e3)
+}
+
+/// Runs the training bench of diffuse-nets and returns its section.
+///
+/// FLOP count: a forward pass costs `2·B·M` FLOP with `M` the multiply–adds
+/// per row ([`REFERENCE_MACS_PER_ROW`]); backward costs twice that (the
+/// gradients with respect to the weights and to the layer inputs), so a
+/// training step is `≈ 3 × 2·B·M` (the first layer's input gradient, which
+/// is not needed, is counted anyway: a bound of 1.3 %). The peak is
+/// 32 FLOP per cycle per core (two 8-wide FMA units, AVX2) at the nominal
+/// clock that `/proc/cpuinfo` reports; boost clocks are higher, so a ratio
+/// above 1 is possible.
+fn training_section(root: &Path, target: &Path, extra: &[String]) -> Result<String> {
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(root)
+        .args(["bench", "-p", "diffuse-nets", "--bench", "train", "--"])
+        .args(extra)
+        .status()
+        .context("running cargo bench")?;
+    if !status.success() {
+        bail!("cargo bench (training step) failed");
+    }
+    let dir = target.join("criterion").join("nets");
+    let step = median_ns(&dir, "reference_train_step_b4096")?;
+    let forward = median_ns(&dir, "forward_65536")?;
+    let step_flop = 3.0 * 2.0 * TRAIN_BATCH * REFERENCE_MACS_PER_ROW;
+    let forward_flop = 2.0 * FORWARD_ROWS * REFERENCE_MACS_PER_ROW;
+    let steps_per_s = 1e9 / step;
+    let verdict = if steps_per_s >= 34.0 {
+        "≥ 34: met"
+    } else {
+        "≥ 34: **not met**"
+    };
+    let threads = threads();
+    let peak = nominal_ghz().map(|ghz| 32.0 * ghz * threads as f64);
+    let vs_peak = |gflops: f64| peak.map_or(String::from("n/a"), |p| format!("{:.2}", gflops / p));
+    let step_gflops = step_flop / step;
+    let forward_gflops = forward_flop / forward;
+    let mut md = format!(
+        "\n{TRAIN_HEADING}\n\n\
+         The reference model: 2-D data plus a 128-feature sinusoidal time embedding, three \
+         hidden layers of 256 with SiLU, a 2-D output; ε-prediction MSE on moons, Adam, \
+         batch 4096 (`cargo bench -p diffuse-nets --bench train`). FLOP: forward `2·B·M` with \
+         M = {REFERENCE_MACS_PER_ROW:.0} multiply–adds per row, a training step about three \
+         times that. Peak: 32 FLOP/cycle/core (AVX2 FMA) × {threads} threads at the nominal \
+         clock{} — boost clocks are higher, so the ratio can exceed 1.\n\n\
+         | case | median ms | rate | GFLOP/s | ratio to nominal peak | target |\n\
+         |---|---:|---:|---:|---:|---|\n",
+        peak.map_or(String::from(" (unknown here)"), |p| format!(
+            " ({p:.0} GFLOP/s)"
+        )),
+    );
+    md.push_str(&format!(
+        "| training step, batch 4096 | {:.2} | {steps_per_s:.1} steps/s | {step_gflops:.0} | {} | {verdict} |\n",
+        step / 1e6,
+        vs_peak(step_gflops),
+    ));
+    md.push_str(&format!(
+        "| forward pass, 65 536 points | {:.1} | {:.0} k points/s | {forward_gflops:.0} | {} | PyTorch: 312 ms |\n",
+        forward / 1e6,
+        FORWARD_ROWS / forward * 1e6,
+        vs_peak(forward_gflops),
+    ));
+    md.push_str(
+        "\nThe same step is timed by `diffuse bench train` (median of the steps after \
+         warm-up). Reproduce this section alone: `cargo xtask bench --only train`.\n",
+    );
+    Ok(md)
+}
+
+/// Replaces the section that starts with `heading` in `doc` (up to the next
+/// `## ` heading or the end) by `section`, or appends it.
+fn splice_section(doc: &str, heading: &str, section: &str) -> String {
+    let Some(start) = doc.find(&format!("\n{heading}\n")) else {
+        return format!("{}\n{}", doc.trim_end(), section);
+    };
+    let rest = &doc[start + 1..];
+    let end = rest[heading.len()..]
+        .find("\n## ")
+        .map_or(doc.len(), |i| start + 1 + heading.len() + i);
+    format!("{}{}{}", &doc[..start], section, &doc[end..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splice_replaces_only_its_section() {
+        let doc = "# B\n\nintro\n\n## A\n\nold a\n\n## T\n\nold t\n\n## C\n\nc\n";
+        let out = splice_section(doc, "## T", "\n## T\n\nnew t\n");
+        assert_eq!(
+            out,
+            "# B\n\nintro\n\n## A\n\nold a\n\n## T\n\nnew t\n\n## C\n\nc\n"
+        );
+        let last = splice_section("# B\n\n## T\n\nold\n", "## T", "\n## T\n\nnew\n");
+        assert_eq!(last, "# B\n\n## T\n\nnew\n");
+        let appended = splice_section("# B\n\n## A\n\na\n", "## T", "\n## T\n\nt\n");
+        assert_eq!(appended, "# B\n\n## A\n\na\n\n## T\n\nt\n");
+    }
 }

@@ -234,7 +234,8 @@ fn a_failing_row_is_recorded_and_filled_with_nan() {
 
 #[test]
 fn bad_mixtures_are_rejected_like_the_cpu_reference() {
-    let cases: [(&[f64], Vec<Vec<f64>>, &[f64]); 6] = [
+    type Raw<'a> = (&'a [f64], Vec<Vec<f64>>, &'a [f64]);
+    let cases: [Raw<'_>; 6] = [
         (&[], vec![], &[]),
         (&[1.0], vec![vec![]], &[1.0]),
         (&[0.5, 0.5], vec![vec![0.0], vec![0.0, 1.0]], &[1.0, 1.0]),

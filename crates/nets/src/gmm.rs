@@ -668,14 +668,13 @@ pub(crate) fn ln64(x: f64) -> f64 {
     const LG5: f64 = f64_bits(0x3fc7_4664_96cb_03de);
     const LG6: f64 = f64_bits(0x3fc3_9a09_d078_c69f);
     const LG7: f64 = f64_bits(0x3fc2_f112_df3e_5244);
-    if !(x > 0.0) {
-        return if x == 0.0 {
-            f64::NEG_INFINITY
-        } else {
-            f64::NAN
-        };
+    if x.is_nan() || x < 0.0 {
+        return f64::NAN;
     }
-    if x - x != 0.0 {
+    if x == 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    if x.is_infinite() {
         return x;
     }
     let mut k: i32 = 0;

@@ -144,6 +144,10 @@ pub struct SampleArgs {
     /// Replace --out / --plot if they exist.
     #[arg(long)]
     pub force: bool,
+    /// Device to run on: cpu, cuda or cuda:N (cuda: --denoiser gmm:… only;
+    /// trained networks run on the CPU for now).
+    #[arg(long, default_value = "cpu")]
+    pub device: crate::device::Device,
     /// Output format of the summary.
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,

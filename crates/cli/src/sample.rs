@@ -6,12 +6,13 @@ use std::path::Path;
 use std::sync::Arc;
 
 use diffuse_nets::{GaussianMixture, GmmDenoiser};
-use diffuse_train::{SampleSpec, TrainedModel, sample_with, schedule_by_name, score};
+use diffuse_train::{SampleSpec, TrainedModel, sample_on, sample_with, schedule_by_name, score};
 use ndarray::Array2;
 use ndarray_npy::WriteNpyExt;
 use serde::Serialize;
 
 use crate::cli::SampleArgs;
+use crate::device::Device;
 use crate::error::{CliError, CliResult};
 use crate::output::{print_result, write_file};
 use crate::plot::{Panel, ScatterGrid};
@@ -46,6 +47,30 @@ pub fn points(x: &Array2<f32>) -> Vec<[f64; 2]> {
         .collect()
 }
 
+/// Samples the exact mixture denoiser on CUDA device `ordinal`: the same
+/// solver loop as on the CPU, with the mixture kernel in it. A failure the
+/// kernel recorded on the device (a non-finite state or output) is reported
+/// in preference to its consequence (non-finite samples).
+fn sample_gmm_cuda(
+    ordinal: usize,
+    mixture: &GaussianMixture,
+    param: Arc<dyn diffuse_core::Parameterization>,
+    schedule: &diffuse_schedules::Builtin,
+    spec: &SampleSpec,
+) -> CliResult<(Array2<f32>, diffuse_core::SampleReport)> {
+    let gpu = diffuse_cuda::CudaBackend::new(ordinal)?;
+    let model = diffuse_cuda::CudaGmmDenoiser::new(
+        &gpu,
+        mixture.weights(),
+        mixture.means(),
+        mixture.stds(),
+        param,
+    )?;
+    let result = sample_on(&gpu, &model, schedule, spec);
+    model.check(&gpu)?;
+    Ok(result?)
+}
+
 pub fn run(args: &SampleArgs) -> CliResult<()> {
     for path in std::iter::once(&args.out).chain(args.plot.as_ref()) {
         if !args.force && path.exists() {
@@ -60,6 +85,13 @@ pub fn run(args: &SampleArgs) -> CliResult<()> {
         grid: args.grid.clone(),
         eta: args.eta,
     };
+    if let (Device::Cuda(_), Some(_)) = (args.device, &args.model) {
+        return Err(CliError::Usage(format!(
+            "--device {}: trained networks run on the CPU only for now (their GPU path, on \
+             cuBLAS, is not written yet); use --device cpu, or --denoiser gmm:FILE.json on the GPU",
+            args.device
+        )));
+    }
     let (x, report, sw) = match (&args.model, &args.denoiser) {
         (Some(path), _) => {
             let model = TrainedModel::load(path)?;
@@ -82,8 +114,12 @@ pub fn run(args: &SampleArgs) -> CliResult<()> {
             let schedule = schedule_by_name(args.schedule.as_deref().unwrap_or("cosine"))?;
             let param: Arc<dyn diffuse_core::Parameterization> =
                 Arc::from(diffuse_param::by_name("x0")?);
-            let model = GmmDenoiser::new(mixture, param);
-            let (x, report) = sample_with(&model, &schedule, &spec)?;
+            let (x, report) = match args.device {
+                Device::Cpu => sample_with(&GmmDenoiser::new(mixture, param), &schedule, &spec)?,
+                Device::Cuda(ordinal) => {
+                    sample_gmm_cuda(ordinal, &mixture, param, &schedule, &spec)?
+                }
+            };
             (x, report, None)
         }
         (None, None) => {

@@ -390,3 +390,65 @@ fn solvers_are_listed() {
     assert_eq!(find("euler-ancestral")["stochastic"], true);
     assert!(list.len() >= 25);
 }
+
+#[test]
+fn sample_on_cuda_runs_the_mixture_or_says_why_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let gmm = dir.path().join("gmm.json");
+    std::fs::write(
+        &gmm,
+        r#"{"weights": [0.5, 0.5], "means": [[-1.0, 0.0], [1.0, 0.0]], "stds": [0.3, 0.3]}"#,
+    )
+    .unwrap();
+    let out = dir.path().join("x.npy");
+    let spec = format!("gmm:{}", gmm.display());
+    let out_s = out.display().to_string();
+    let args = [
+        "sample",
+        "--denoiser",
+        &spec,
+        "--device",
+        "cuda",
+        "--n",
+        "64",
+        "--steps",
+        "5",
+        "--out",
+        &out_s,
+    ];
+    let o = diffuse(&args);
+    if o.status.success() {
+        assert!(out.exists());
+    } else {
+        // No GPU here: the backend's typed error, one line, no panic.
+        assert_one_line_error(&args, "CUDA device 0");
+        assert!(!out.exists());
+    }
+    // Trained networks refuse the GPU at once, before reading the file.
+    let o = diffuse(&[
+        "sample",
+        "--model",
+        "missing.ckpt",
+        "--device",
+        "cuda:1",
+        "--n",
+        "4",
+        "--out",
+        &out_s,
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_one_line_error(
+        &[
+            "sample",
+            "--model",
+            "missing.ckpt",
+            "--device",
+            "cuda:1",
+            "--n",
+            "4",
+            "--out",
+            &out_s,
+        ],
+        "trained networks run on the CPU only",
+    );
+}

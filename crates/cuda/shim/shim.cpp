@@ -6,6 +6,7 @@
 #include "noise.cu"
 #include "lincomb.cu"
 #include "reduce.cu"
+#include "gmm.cu"
 
 // Every (K, M) of the fused step.
 #define DF_LINCOMB_KERNELS_M(K) \
@@ -85,4 +86,9 @@ extern "C" void diffuse_shim_fill_noise(unsigned int grid, unsigned int block, f
                                         df_u64 n, df_u32 key0, df_u32 key1, df_u64 stream,
                                         df_u64 offset) {
     DF_SHIM_LAUNCH(grid, block, diffuse_fill_noise, out, n, key0, key1, stream, offset);
+}
+
+// Runs diffuse_gmm_predict over a grid.
+extern "C" void diffuse_shim_gmm(unsigned int grid, unsigned int block, const DfGmmArgs* args) {
+    DF_SHIM_LAUNCH(grid, block, diffuse_gmm_predict, *args);
 }

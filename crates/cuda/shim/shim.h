@@ -44,6 +44,18 @@ inline unsigned int __float_as_uint(float f) {
     return u;
 }
 
+inline long long __double_as_longlong(double d) {
+    long long u;
+    std::memcpy(&u, &d, sizeof u);
+    return u;
+}
+
+inline double __longlong_as_double(long long u) {
+    double d;
+    std::memcpy(&d, &u, sizeof d);
+    return d;
+}
+
 // sqrtf and sqrt (double) come from <cmath> (correctly rounded, as on the GPU).
 
 // Runs `kernel(args...)` for every thread of a grid of `grid` blocks of

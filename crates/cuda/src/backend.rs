@@ -26,7 +26,7 @@ unsafe impl DeviceRepr for ReduceArgs {}
 #[derive(Debug)]
 pub struct CudaTensor {
     shape: Vec<usize>,
-    data: CudaSlice<f32>,
+    pub(crate) data: CudaSlice<f32>,
 }
 
 impl CudaTensor {
@@ -67,6 +67,42 @@ pub struct CudaBackend {
     /// Per-row coefficients of the last per-row step, reused (stream order
     /// keeps a later upload behind the kernel that reads the previous one).
     row_coef: Mutex<Option<CudaSlice<f32>>>,
+    /// Scratch of [`Backend::reduce_rows`], grown when a larger reduction
+    /// comes and otherwise reused, so a sampling loop does not allocate
+    /// device memory per call.
+    reduce_scratch: Mutex<Option<ReduceScratchBuffers>>,
+}
+
+/// The device buffers of [`ReduceScratch`].
+struct ReduceScratchBuffers {
+    sizes: ReduceScratch,
+    partial_a: CudaSlice<f64>,
+    partial_b: CudaSlice<f64>,
+    mean: CudaSlice<f64>,
+    prefix: CudaSlice<u32>,
+    status: CudaSlice<u32>,
+}
+
+impl ReduceScratch {
+    /// Whether buffers of these sizes can serve a reduction needing `need`.
+    fn covers(&self, need: &ReduceScratch) -> bool {
+        self.partial_a >= need.partial_a
+            && self.partial_b >= need.partial_b
+            && self.mean >= need.mean
+            && self.prefix >= need.prefix
+            && self.status >= need.status
+    }
+
+    /// The element-wise maximum of two sizes.
+    fn max(&self, other: &ReduceScratch) -> ReduceScratch {
+        ReduceScratch {
+            partial_a: self.partial_a.max(other.partial_a),
+            partial_b: self.partial_b.max(other.partial_b),
+            mean: self.mean.max(other.mean),
+            prefix: self.prefix.max(other.prefix),
+            status: self.status.max(other.status),
+        }
+    }
 }
 
 impl std::fmt::Debug for CudaBackend {
@@ -155,6 +191,7 @@ impl CudaBackend {
             ]),
             reduce,
             row_coef: Mutex::new(None),
+            reduce_scratch: Mutex::new(None),
         })
     }
 
@@ -175,11 +212,29 @@ impl CudaBackend {
             .map_err(|e| self.err("synchronize", e))
     }
 
-    fn err(&self, what: &str, e: DriverError) -> Error {
+    pub(crate) fn err(&self, what: &str, e: DriverError) -> Error {
         driver_error(self.ordinal, what, e)
     }
 
-    fn config(&self, items: u64) -> LaunchConfig {
+    /// The stream all work is queued on.
+    pub(crate) fn stream(&self) -> &Arc<CudaStream> {
+        &self.stream
+    }
+
+    /// Loads `module` (compiled by NVRTC once per process) into this
+    /// device's context.
+    pub(crate) fn load(&self, module: KernelModule) -> Result<Arc<CudaModule>> {
+        load_module(&self.ctx, self.ordinal, self.capability, module)
+    }
+
+    /// Loads kernel `name` of `module`.
+    pub(crate) fn kernel(&self, module: &Arc<CudaModule>, name: &str) -> Result<CudaFunction> {
+        function(module, self.ordinal, name)
+    }
+
+    /// The launch configuration of a grid-stride kernel over `items` work
+    /// items.
+    pub(crate) fn config(&self, items: u64) -> LaunchConfig {
         LaunchConfig {
             grid_dim: (kernels::grid_blocks(items, self.max_blocks), 1, 1),
             block_dim: (BLOCK_THREADS, 1, 1),
@@ -187,7 +242,9 @@ impl CudaBackend {
         }
     }
 
-    fn alloc<T: DeviceRepr + cudarc::driver::ValidAsZeroBits>(
+    /// `n` zeroed elements of device memory (out of memory as
+    /// [`Error::OutOfMemory`]).
+    pub(crate) fn alloc<T: DeviceRepr + cudarc::driver::ValidAsZeroBits>(
         &self,
         n: usize,
     ) -> Result<CudaSlice<T>> {
@@ -440,20 +497,41 @@ impl Backend for CudaBackend {
         same_shape("reduce_rows output", &[rows], &out.shape)?;
         let row_len = x.data.len() / rows;
         kernels::check_reduction(op, row_len)?;
-        let sizes = ReduceScratch::new(rows, row_len);
-        let a = self.alloc::<f64>(sizes.partial_a)?;
-        let b2 = self.alloc::<f64>(sizes.partial_b)?;
-        let mean = self.alloc::<f64>(sizes.mean)?;
-        let prefix = self.alloc::<u32>(sizes.prefix)?;
-        let status = self.alloc::<u32>(sizes.status)?;
+        let need = ReduceScratch::new(rows, row_len);
+        let mut scratch_guard = self.reduce_scratch.lock().map_err(|_| Error::Backend {
+            backend: self.name(),
+            message: "reduction scratch lock poisoned".into(),
+        })?;
+        if !scratch_guard
+            .as_ref()
+            .is_some_and(|s| s.sizes.covers(&need))
+        {
+            let sizes = scratch_guard.as_ref().map_or(need, |s| s.sizes.max(&need));
+            // Drop the old buffers before allocating the larger ones.
+            *scratch_guard = None;
+            *scratch_guard = Some(ReduceScratchBuffers {
+                sizes,
+                partial_a: self.alloc::<f64>(sizes.partial_a.max(1))?,
+                partial_b: self.alloc::<f64>(sizes.partial_b.max(1))?,
+                mean: self.alloc::<f64>(sizes.mean.max(1))?,
+                prefix: self.alloc::<u32>(sizes.prefix.max(1))?,
+                status: self.alloc::<u32>(sizes.status.max(1))?,
+            });
+        }
+        let Some(scratch) = scratch_guard.as_mut() else {
+            return Err(Error::Backend {
+                backend: self.name(),
+                message: "reduction scratch missing".into(),
+            });
+        };
         {
             let (xp, _gx) = x.data.device_ptr(&self.stream);
             let (op_, _go) = out.data.device_ptr_mut(&self.stream);
-            let (ap, _ga) = a.device_ptr(&self.stream);
-            let (bp, _gb) = b2.device_ptr(&self.stream);
-            let (mp, _gm) = mean.device_ptr(&self.stream);
-            let (pp, _gp) = prefix.device_ptr(&self.stream);
-            let (sp, _gs) = status.device_ptr(&self.stream);
+            let (ap, _ga) = scratch.partial_a.device_ptr(&self.stream);
+            let (bp, _gb) = scratch.partial_b.device_ptr(&self.stream);
+            let (mp, _gm) = scratch.mean.device_ptr(&self.stream);
+            let (pp, _gp) = scratch.prefix.device_ptr(&self.stream);
+            let (sp, _gs) = scratch.status.device_ptr(&self.stream);
             let bufs = ReduceBuffers {
                 x: xp,
                 out: op_,
@@ -467,15 +545,18 @@ impl Backend for CudaBackend {
                 let f = self.reduce_fn(l.kernel)?;
                 let mut b = self.stream.launch_builder(f);
                 b.arg(&l.args);
-                // SAFETY: the arguments point into the buffers above, sized
-                // by ReduceScratch for this shape.
+                // SAFETY: the arguments point into the buffers above, at
+                // least as large as ReduceScratch asks for this shape.
                 unsafe { b.launch(self.config(l.items)) }
                     .map_err(|e| self.err("reduce_rows", e))?;
             }
         }
-        let status = self
-            .stream
-            .clone_dtoh(&status)
+        // The first `rows` status words are this reduction's (the init
+        // kernel clears them).
+        let status_view = scratch.status.slice(..rows);
+        let mut status = vec![0u32; rows];
+        self.stream
+            .memcpy_dtoh(&status_view, &mut status)
             .map_err(|e| self.err("reduce_rows status", e))?;
         self.synchronize()?;
         kernels::check_status(op, &status)

@@ -22,6 +22,8 @@ pub const NOISE_SOURCE: &str = include_str!("../../../kernels/noise.cu");
 pub const LINCOMB_SOURCE: &str = include_str!("../../../kernels/lincomb.cu");
 /// `kernels/reduce.cu`: the per-row reductions (f64 accumulation).
 pub const REDUCE_SOURCE: &str = include_str!("../../../kernels/reduce.cu");
+/// `kernels/gmm.cu`: the exact Gaussian-mixture denoiser (f64 inside).
+pub const GMM_SOURCE: &str = include_str!("../../../kernels/gmm.cu");
 
 /// A compilation unit: the kernels NVRTC compiles together into one module.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -39,10 +41,14 @@ pub enum KernelModule {
     /// The per-row reductions (`common.cuh`, `reduce.cu`). They accumulate
     /// in f64 like the CPU backend and agree with it within rounding.
     Reduce,
+    /// The exact Gaussian-mixture denoiser (`common.cuh`, `gmm.cu`),
+    /// evaluated in f64 in the CPU reference's operation order.
+    Gmm,
 }
 
 impl KernelModule {
-    /// Every module: the noise stream, the 32 fused steps, the reductions.
+    /// Every module: the noise stream, the 32 fused steps, the reductions,
+    /// the Gaussian-mixture denoiser.
     pub fn all() -> Vec<KernelModule> {
         let mut v = vec![KernelModule::Noise];
         for inputs in 1..=MAX_INPUTS {
@@ -51,6 +57,7 @@ impl KernelModule {
             }
         }
         v.push(KernelModule::Reduce);
+        v.push(KernelModule::Gmm);
         v
     }
 
@@ -64,6 +71,7 @@ impl KernelModule {
                 "{COMMON_SOURCE}\n{LINCOMB_SOURCE}\nDF_LINCOMB_KERNELS({inputs}, {outputs})\n"
             ),
             KernelModule::Reduce => format!("{COMMON_SOURCE}\n{REDUCE_SOURCE}"),
+            KernelModule::Gmm => format!("{COMMON_SOURCE}\n{GMM_SOURCE}"),
         }
     }
 
@@ -73,14 +81,16 @@ impl KernelModule {
             KernelModule::Noise => "noise".into(),
             KernelModule::LinComb { inputs, outputs } => format!("lincomb_k{inputs}_m{outputs}"),
             KernelModule::Reduce => "reduce".into(),
+            KernelModule::Gmm => "gmm".into(),
         }
     }
 
-    /// Whether the module may use double precision (only the reductions;
-    /// the step and noise kernels are bit-identical to the CPU backend and
-    /// use f32 only).
+    /// Whether the module may use double precision: the reductions (f64
+    /// accumulation) and the Gaussian-mixture denoiser (f64 evaluation, for
+    /// accuracy); the step and noise kernels are bit-identical to the CPU
+    /// backend and use f32 only.
     pub fn allows_f64(self) -> bool {
-        matches!(self, KernelModule::Reduce)
+        matches!(self, KernelModule::Reduce | KernelModule::Gmm)
     }
 
     /// The names of the module's kernels (`extern "C"` entry points).
@@ -92,6 +102,7 @@ impl KernelModule {
                 lincomb_kernel_name(inputs, outputs, true),
             ],
             KernelModule::Reduce => REDUCE_KERNELS.iter().map(|s| s.to_string()).collect(),
+            KernelModule::Gmm => vec![GMM_PREDICT_KERNEL.to_string()],
         }
     }
 }
@@ -131,6 +142,9 @@ pub const REDUCE_KERNELS: [&str; 5] = [
     REDUCE_INIT_KERNEL,
     REDUCE_SELECT_KERNEL,
 ];
+
+/// The Gaussian-mixture denoiser, one thread per batch row.
+pub const GMM_PREDICT_KERNEL: &str = "diffuse_gmm_predict";
 
 /// The fused-step kernel for `k` operands, `m` outputs and an optional noise
 /// term: `diffuse_lincomb_k{k}_m{m}` or `…_noise`.
@@ -573,4 +587,95 @@ pub fn check_status(op: RowReduction, status: &[u32]) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// Arguments of the Gaussian-mixture kernel (`DfGmmArgs` in
+/// `kernels/gmm.cu`, 96 bytes, passed by value). Pointers as `u64`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GmmArgs {
+    /// The f32 states `[rows][dim]`.
+    pub x: u64,
+    /// The f32 outputs `[rows][dim]`.
+    pub out: u64,
+    /// f64 scratch `[rows][dim]` (the running sums of the posterior mean).
+    pub acc: u64,
+    /// u32 status words `[rows]`, sticky: 0 ok, else the first failure
+    /// ([`GmmFailure::from_code`]).
+    pub status: u64,
+    /// f64 per-row level parameters `[rows][4]`: `α, σ, a, b`
+    /// ([`crate::gmm::row_levels`]).
+    pub levels: u64,
+    /// f64 means of the active components `[components][dim]`.
+    pub means: u64,
+    /// f64 variances `sₖ²` `[components]`.
+    pub variances: u64,
+    /// f64 log weights `ln wₖ` `[components]`.
+    pub log_weights: u64,
+    /// f64 prior mean `Σₖ wₖ μₖ` `[dim]`.
+    pub prior_mean: u64,
+    /// Batch rows.
+    pub rows: u64,
+    /// The data dimension `d`.
+    pub dim: u64,
+    /// Active components (positive weight).
+    pub components: u64,
+}
+
+const _: () = assert!(std::mem::size_of::<GmmArgs>() == 96);
+
+/// Why a row of the Gaussian-mixture kernel failed (its status word).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GmmFailure {
+    /// The state has a NaN or an infinity (code 1).
+    NonFiniteState,
+    /// A log responsibility is not finite (code 2).
+    NonFiniteLogResponsibility,
+    /// The posterior mean overflows (code 3).
+    NonFiniteMean,
+    /// The output in the parameterisation is beyond f32's range (code 4).
+    OutputRange,
+}
+
+impl GmmFailure {
+    /// The failure of a nonzero status word; `None` for 0 (and for a code
+    /// the kernel never writes).
+    pub fn from_code(code: u32) -> Option<Self> {
+        match code {
+            1 => Some(Self::NonFiniteState),
+            2 => Some(Self::NonFiniteLogResponsibility),
+            3 => Some(Self::NonFiniteMean),
+            4 => Some(Self::OutputRange),
+            _ => None,
+        }
+    }
+
+    /// The error reported for `row`.
+    pub fn error(self, row: usize) -> Error {
+        let what = match self {
+            Self::NonFiniteState => "the state x has a NaN or an infinity",
+            Self::NonFiniteLogResponsibility => "a log responsibility is not finite",
+            Self::NonFiniteMean => "the posterior mean E[x₀|x] overflows",
+            Self::OutputRange => "the output is beyond f32's range",
+        };
+        Error::NonFinite(format!("CudaGmmDenoiser::predict, row {row}: {what}"))
+    }
+}
+
+/// The first failure recorded in the status words of a Gaussian-mixture
+/// launch, as an error (`Ok` when every word is 0).
+pub fn check_gmm_status(status: &[u32]) -> Result<()> {
+    match status.iter().position(|&s| s != 0) {
+        None => Ok(()),
+        Some(r) => Err(match GmmFailure::from_code(status[r]) {
+            Some(f) => f.error(r),
+            None => Error::Backend {
+                backend: "cuda".into(),
+                message: format!(
+                    "Gaussian-mixture kernel: unknown status {} in row {r}",
+                    status[r]
+                ),
+            },
+        }),
+    }
 }

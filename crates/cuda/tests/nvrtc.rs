@@ -1,7 +1,8 @@
 //! Every kernel compiled by NVRTC (loaded with dlopen; no GPU needed) with
 //! the backend's options: a compile error fails, and the PTX must hold no
 //! fused multiply–add (`--fmad=false` took effect) and, for the step and
-//! noise kernels, no double-precision operation.
+//! noise kernels, no double-precision operation (only the reductions and
+//! the Gaussian-mixture denoiser compute in f64).
 //!
 //! Without NVRTC on the loader path the test prints a skip message and
 //! passes, unless `DIFFUSE_REQUIRE_NVRTC=1` (set by `.ci/run`), which makes
@@ -41,13 +42,14 @@ fn nvrtc_or_skip(test: &str) -> bool {
 }
 
 /// The modules checked: all of them with `DIFFUSE_NVRTC_ALL=1` (as in
-/// `.ci/run`; about 10 s), otherwise the noise stream, the reductions and
-/// the fused step for (K, M) = (1, 1), (3, 2) and (8, 4).
+/// `.ci/run`; about 10 s), otherwise the noise stream, the reductions, the
+/// Gaussian-mixture denoiser and the fused step for (K, M) = (1, 1), (3, 2)
+/// and (8, 4).
 fn modules() -> Vec<KernelModule> {
     if std::env::var("DIFFUSE_NVRTC_ALL").is_ok_and(|v| v == "1") {
         return KernelModule::all();
     }
-    let mut v = vec![KernelModule::Noise, KernelModule::Reduce];
+    let mut v = vec![KernelModule::Noise, KernelModule::Reduce, KernelModule::Gmm];
     for (inputs, outputs) in [(1, 1), (3, 2), (8, 4)] {
         v.push(KernelModule::LinComb { inputs, outputs });
     }
@@ -91,7 +93,7 @@ fn every_kernel_compiles_without_fma_or_stray_f64() {
     }
     report(&format!(
         "nvrtc {major}.{minor}: {kernels} kernels in {} modules compiled in {:.2} s ({lines} PTX \
-         lines): no fma anywhere, no .f64 outside the reductions",
+         lines): no fma anywhere, no .f64 outside the reductions and the mixture",
         modules.len(),
         start.elapsed().as_secs_f64()
     ));
@@ -119,6 +121,22 @@ fn the_violation_check_catches_fma_and_f64() {
     };
     assert_eq!(nvrtc::ptx_violations(step, ptx).len(), 2);
     assert_eq!(nvrtc::ptx_violations(KernelModule::Reduce, ptx).len(), 1);
+    assert_eq!(nvrtc::ptx_violations(KernelModule::Gmm, ptx).len(), 1);
+}
+
+#[test]
+fn the_mixture_kernel_computes_in_f64_without_fma_or_libm() {
+    if !nvrtc_or_skip("the_mixture_kernel_computes_in_f64_without_fma_or_libm") {
+        return;
+    }
+    let ptx = nvrtc::compile_ptx(KernelModule::Gmm, None).unwrap();
+    assert!(nvrtc::ptx_violations(KernelModule::Gmm, &ptx).is_empty());
+    // Separate f64 products, sums and IEEE quotients; no call into a math
+    // library (the logarithm and exponential are spelled out).
+    for op in ["mul.rn.f64", "add.rn.f64", "div.rn.f64", "cvt.rn.f32.f64"] {
+        assert!(ptx.contains(op), "no {op} in the mixture kernel");
+    }
+    assert!(!ptx.contains("call"), "the mixture kernel calls a function");
 }
 
 #[test]

@@ -13,7 +13,8 @@
 //! - [`Trainer`]: the loop ([`trainer`] gives the equations), deterministic
 //!   from the seed; [`Trainer::save`] / [`Trainer::resume`] continue a run
 //!   bit for bit.
-//! - [`TrainedModel`], [`SampleSpec`], [`sample_with`], [`score`]: sampling.
+//! - [`TrainedModel`], [`SampleSpec`], [`sample_with`] ([`sample_on`] for
+//!   any backend), [`score`]: sampling.
 //!
 //! ```
 //! use diffuse_train::{RunConfig, SampleSpec, Trainer, TrainedModel, score};
@@ -55,7 +56,7 @@ pub use config::{
     LOSSES, LevelSpec, PREDICTIONS, Resolved, RunConfig, prediction_by_name, schedule_by_name,
     weighting_by_name,
 };
-pub use sample::{SampleSpec, TrainedModel, method, sample_with, score, steps_for_nfe};
+pub use sample::{SampleSpec, TrainedModel, method, sample_on, sample_with, score, steps_for_nfe};
 pub use trainer::{EPS_STREAM, LEVEL_STREAM, Progress, Trainer, run_config};
 
 /// What can go wrong in a run.

@@ -65,9 +65,26 @@ pub fn steps_for_nfe(method: &dyn Method, nfe: usize) -> usize {
     (nfe / method.nfe_per_step().max(1)).max(1)
 }
 
-/// Samples `spec.n` points with `model` under `schedule`.
+/// Samples `spec.n` points with `model` under `schedule` on the CPU backend
+/// ([`sample_on`] with [`CpuBackend`]).
 pub fn sample_with(
     model: &dyn Denoiser<CpuBackend>,
+    schedule: &Builtin,
+    spec: &SampleSpec,
+) -> Result<(Array2<f32>, SampleReport)> {
+    sample_on(&CpuBackend::new(), model, schedule, spec)
+}
+
+/// Samples `spec.n` points with `model` under `schedule` on any backend.
+///
+/// The solver loop is the generic one of `diffuse-solvers`: on a GPU
+/// backend every step stays on the device. The host is involved only
+/// before the loop (the initial noise `x_T = σ(t_start)·z` is scaled in f32
+/// on the host, as on the CPU, so both backends start from the same bits)
+/// and after it (the samples are downloaded and checked).
+pub fn sample_on<B: Backend>(
+    backend: &B,
+    model: &dyn Denoiser<B>,
     schedule: &Builtin,
     spec: &SampleSpec,
 ) -> Result<(Array2<f32>, SampleReport)> {
@@ -83,9 +100,8 @@ pub fn sample_with(
     let times = grid_kind.times(sched, spec.steps + 1, schedule.t_start, schedule.t_end)?;
     let grid = SamplingGrid::from_times(sched, &times)?;
     let d = 2;
-    let cpu = CpuBackend::new();
-    let mut x = cpu.zeros(&[spec.n, d])?;
-    cpu.fill_noise(
+    let mut x = backend.zeros(&[spec.n, d])?;
+    backend.fill_noise(
         NoiseStream {
             seed: spec.seed,
             stream: 0,
@@ -94,15 +110,15 @@ pub fn sample_with(
         &mut x,
     )?;
     let scale = sched.sigma(schedule.t_start) as f32;
-    let start: Vec<f32> = cpu.to_host(&x)?.iter().map(|v| v * scale).collect();
-    let mut x = cpu.upload(&[spec.n, d], &start)?;
+    let start: Vec<f32> = backend.to_host(&x)?.iter().map(|v| v * scale).collect();
+    let mut x = backend.upload(&[spec.n, d], &start)?;
     let report = if method.stochastic() {
         let base = NoiseStream {
             seed: spec.seed,
             stream: 1,
         };
         run_with_noise(
-            &cpu,
+            backend,
             &*method,
             model,
             sched,
@@ -112,9 +128,9 @@ pub fn sample_with(
             0,
         )?
     } else {
-        run(&cpu, &*method, model, sched, &grid, &mut x)?
+        run(backend, &*method, model, sched, &grid, &mut x)?
     };
-    let host = cpu.to_host(&x)?;
+    let host = backend.to_host(&x)?;
     if host.iter().any(|v| !v.is_finite()) {
         return Err(diffuse_core::Error::NonFinite("samples".into()));
     }

@@ -21,6 +21,7 @@ unsafe extern "C" {
         block: u32,
         args: *const c_void,
     ) -> c_int;
+    fn diffuse_shim_gmm(grid: u32, block: u32, args: *const c_void);
     fn diffuse_shim_fill_noise(
         grid: u32,
         block: u32,
@@ -77,4 +78,15 @@ pub fn fill_noise(grid: u32, block: u32, out: &mut [f32], key: [u32; 2], stream:
             offset,
         )
     }
+}
+
+/// Runs `diffuse_gmm_predict` (the Gaussian-mixture denoiser) over `grid`
+/// blocks of `block` threads.
+///
+/// # Safety
+/// `args` must point to a `DfGmmArgs` (`diffuse_cuda::kernels::GmmArgs`)
+/// whose pointers are valid host addresses of the sizes it implies.
+pub unsafe fn gmm(grid: u32, block: u32, args: *const c_void) {
+    // SAFETY: forwarded from the caller.
+    unsafe { diffuse_shim_gmm(grid, block, args) }
 }

@@ -6,7 +6,13 @@
 
 fn main() {
     let kernels = "../../../kernels";
-    for f in ["common.cuh", "noise.cu", "lincomb.cu", "reduce.cu"] {
+    for f in [
+        "common.cuh",
+        "noise.cu",
+        "lincomb.cu",
+        "reduce.cu",
+        "rowscale.cu",
+    ] {
         println!("cargo:rerun-if-changed={kernels}/{f}");
     }
     println!("cargo:rerun-if-changed=shim.h");

@@ -11,7 +11,7 @@
 
 use diffuse_core::backend::{LinComb, MAX_INPUTS, MAX_OUTPUTS};
 use diffuse_core::noise::seed_key;
-use diffuse_core::{Error, Result, RowReduction};
+use diffuse_core::{Error, Result, RowReduction, RowScale};
 
 /// `kernels/common.cuh`: Philox4x32-10, the logarithm, sine and cosine in
 /// turns and the Box–Muller transform of `docs/noise.md`, plus helpers.
@@ -22,6 +22,8 @@ pub const NOISE_SOURCE: &str = include_str!("../../../kernels/noise.cu");
 pub const LINCOMB_SOURCE: &str = include_str!("../../../kernels/lincomb.cu");
 /// `kernels/reduce.cu`: the per-row reductions (f64 accumulation).
 pub const REDUCE_SOURCE: &str = include_str!("../../../kernels/reduce.cu");
+/// `kernels/rowscale.cu`: the per-row maps of [`RowScale`].
+pub const ROWSCALE_SOURCE: &str = include_str!("../../../kernels/rowscale.cu");
 
 /// A compilation unit: the kernels NVRTC compiles together into one module.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -39,6 +41,9 @@ pub enum KernelModule {
     /// The per-row reductions (`common.cuh`, `reduce.cu`). They accumulate
     /// in f64 like the CPU backend and agree with it within rounding.
     Reduce,
+    /// The per-row maps of [`RowScale`] (`common.cuh`, `rowscale.cu`),
+    /// bit-identical to the CPU backend, f32 only.
+    RowScale,
 }
 
 impl KernelModule {
@@ -51,6 +56,7 @@ impl KernelModule {
             }
         }
         v.push(KernelModule::Reduce);
+        v.push(KernelModule::RowScale);
         v
     }
 
@@ -64,6 +70,7 @@ impl KernelModule {
                 "{COMMON_SOURCE}\n{LINCOMB_SOURCE}\nDF_LINCOMB_KERNELS({inputs}, {outputs})\n"
             ),
             KernelModule::Reduce => format!("{COMMON_SOURCE}\n{REDUCE_SOURCE}"),
+            KernelModule::RowScale => format!("{COMMON_SOURCE}\n{ROWSCALE_SOURCE}"),
         }
     }
 
@@ -73,6 +80,7 @@ impl KernelModule {
             KernelModule::Noise => "noise".into(),
             KernelModule::LinComb { inputs, outputs } => format!("lincomb_k{inputs}_m{outputs}"),
             KernelModule::Reduce => "reduce".into(),
+            KernelModule::RowScale => "rowscale".into(),
         }
     }
 
@@ -92,6 +100,7 @@ impl KernelModule {
                 lincomb_kernel_name(inputs, outputs, true),
             ],
             KernelModule::Reduce => REDUCE_KERNELS.iter().map(|s| s.to_string()).collect(),
+            KernelModule::RowScale => vec![SCALE_ROWS_KERNEL.to_string()],
         }
     }
 }
@@ -123,6 +132,8 @@ pub const REDUCE_FINISH_KERNEL: &str = "diffuse_reduce_finish";
 pub const REDUCE_INIT_KERNEL: &str = "diffuse_reduce_init";
 /// One bit of the order-statistic selection.
 pub const REDUCE_SELECT_KERNEL: &str = "diffuse_reduce_select";
+/// `diffuse_scale_rows(args)`: [`RowScale`] over a tensor.
+pub const SCALE_ROWS_KERNEL: &str = "diffuse_scale_rows";
 /// Every kernel of [`KernelModule::Reduce`].
 pub const REDUCE_KERNELS: [&str; 5] = [
     REDUCE_MAP_KERNEL,
@@ -573,4 +584,64 @@ pub fn check_status(op: RowReduction, status: &[u32]) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// Arguments of `diffuse_scale_rows` (`DfRowScaleArgs` in
+/// `kernels/rowscale.cu`, 56 bytes, passed by value). Pointers as `u64`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct RowScaleArgs {
+    /// The f32 tensor mapped in place.
+    pub x: u64,
+    /// The first factor tensor (0 when the map reads none).
+    pub u: u64,
+    /// The second factor tensor (0 unless the map is a ratio).
+    pub v: u64,
+    /// Elements of `x`.
+    pub n: u64,
+    /// Elements per batch row.
+    pub row_len: u64,
+    /// [`RowScale::f32_params`]`[0]`.
+    pub p0: f32,
+    /// [`RowScale::f32_params`]`[1]`.
+    pub p1: f32,
+    /// 0 ratio, 1 clamp-divide, 2 clamp.
+    pub mode: u32,
+    /// Padding (0).
+    pub pad: u32,
+}
+
+const _: () = assert!(std::mem::size_of::<RowScaleArgs>() == 56);
+
+impl RowScaleArgs {
+    /// The arguments of `op` over `x` (`n` elements in rows of `row_len`)
+    /// with the factor tensors `factors` (addresses, as many as
+    /// [`RowScale::factors`]); parameters are checked as the CPU backend
+    /// checks them.
+    pub fn new(op: RowScale, x: u64, factors: &[u64], n: usize, row_len: usize) -> Result<Self> {
+        op.check(factors.len())?;
+        if row_len == 0 || !n.is_multiple_of(row_len) {
+            return Err(Error::InvalidArgument {
+                name: "row length",
+                reason: format!("{row_len} does not divide {n} elements"),
+            });
+        }
+        let [p0, p1] = op.f32_params();
+        let mode = match op {
+            RowScale::Ratio { .. } => 0,
+            RowScale::ClampDivide { .. } => 1,
+            RowScale::Clamp { .. } => 2,
+        };
+        Ok(Self {
+            x,
+            u: factors.first().copied().unwrap_or(0),
+            v: factors.get(1).copied().unwrap_or(0),
+            n: n as u64,
+            row_len: row_len as u64,
+            p0,
+            p1,
+            mode,
+            pad: 0,
+        })
+    }
 }

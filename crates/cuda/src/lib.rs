@@ -10,6 +10,8 @@
 //! ahead with [`CudaBackend::prepare`]) and launched through cudarc. The step and noise
 //! kernels spell out the CPU backend's f32 operation order, so both backends
 //! give the same numbers bit for bit; the reductions agree within rounding.
+//! The per-row maps ([`Backend::scale_rows`]) are one element-wise launch,
+//! bit-identical to the CPU too.
 //!
 //! The CUDA driver and NVRTC are loaded with `dlopen` at first use: the
 //! crate builds and links on machines without CUDA, and
@@ -29,7 +31,7 @@
 //! let step = KernelModule::LinComb { inputs: 3, outputs: 2 };
 //! assert!(step.source().contains("DF_LINCOMB_KERNELS(3, 2)"));
 //! assert_eq!(step.kernel_names(), ["diffuse_lincomb_k3_m2", "diffuse_lincomb_k3_m2_noise"]);
-//! assert_eq!(KernelModule::all().len(), 1 + 8 * 4 + 1);
+//! assert_eq!(KernelModule::all().len(), 1 + 8 * 4 + 2);
 //! # let _ = CpuBackend::new();
 //! # Ok::<(), Error>(())
 //! ```

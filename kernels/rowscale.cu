@@ -2,7 +2,7 @@
 // after common.cuh), the RowScale contract of crates/core/src/backend.rs in
 // exactly its f32 order, with comparisons for the clamps (a NaN stays NaN):
 //
-//   mode 0, ratio:        q = v[r] == 0 ? 1 : u[r] / v[r];  f = p0 * q + p1;
+//   mode 0, ratio:        q = v[r] == 0 ? 1 : u[r] / v[r];  f = 1 + p0 * (q - 1);
 //                         x = x * f
 //   mode 1, clamp-divide: s = u[r] < p0 ? p0 : u[r];  s = s > p1 ? p1 : s;
 //                         y = x < -s ? -s : x;  y = y > s ? s : y;  x = y / s
@@ -21,7 +21,7 @@ struct DfRowScaleArgs {
     df_u64 n;          // elements of x
     df_u64 row_len;    // elements per batch row
     float p0;          // w, lo or the bound (rounded to f32 on the host)
-    float p1;          // 1 - w, hi or the bound
+    float p1;          // 0 (ratio), hi or the bound
     df_u32 mode;       // DF_ROWSCALE_*
     df_u32 pad;
 };
@@ -39,7 +39,7 @@ extern "C" __global__ void diffuse_scale_rows(DfRowScaleArgs a) {
             const float u = a.u[r];
             const float v = a.v[r];
             const float q = v == 0.0f ? 1.0f : u / v;
-            const float f = a.p0 * q + a.p1;
+            const float f = 1.0f + a.p0 * (q - 1.0f);
             a.x[i] = x * f;
         } else if (a.mode == DF_ROWSCALE_CLAMP_DIVIDE) {
             const float u = a.u[r];

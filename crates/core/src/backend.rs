@@ -73,7 +73,7 @@ pub enum RowReduction {
 ///
 /// ```text
 /// Ratio { weight: w }          q = (v_r == 0) ? 1 : u_r / v_r
-///                              f = w·q + (1 − w)        (1 − w rounded from f64)
+///                              f = 1 + w·(q − 1)        (= w·q + 1 − w)
 ///                              x ← x·f
 /// ClampDivide { lo, hi }       s = (u_r < lo) ? lo : u_r;  s = (s > hi) ? hi : s
 ///                              y = (x < −s) ? −s : x;      y = (y > s) ? s : y
@@ -84,13 +84,15 @@ pub enum RowReduction {
 /// `Ratio` is the guidance rescale of Lin et al. 2024 ("Common diffusion
 /// noise schedules and sample steps are flawed", eq. 15–16) with
 /// `u = std(x_cond)`, `v = std(x_cfg)`, `w = φ`; a row of zero spread
-/// (`v_r = 0`) is left as it is. `ClampDivide` is Imagen's dynamic
+/// (`v_r = 0`) is left as it is. Written as `1 + w·(q − 1)`, the factor is
+/// exactly 1 where `w = 0` or `q = 1`, so such rows stay unchanged bit for
+/// bit. `ClampDivide` is Imagen's dynamic
 /// thresholding (Saharia et al. 2022, §2.3) with `u` the per-row quantile
 /// of `|x̂₀|`, `lo = 1` and `hi` the largest threshold. `Clamp` is static
 /// clipping (Ho et al. 2020) and reads no factor tensor.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum RowScale {
-    /// `x ← x·(w·u_r/v_r + 1 − w)`; two factor tensors `[u, v]`.
+    /// `x ← x·(1 + w·(u_r/v_r − 1))`; two factor tensors `[u, v]`.
     Ratio {
         /// The weight `w` (finite).
         weight: f64,
@@ -127,7 +129,6 @@ impl RowScale {
         match self {
             RowScale::Ratio { weight } => {
                 check_coefficient("ratio weight", weight)?;
-                check_coefficient("ratio weight", 1.0 - weight)?;
             }
             RowScale::ClampDivide { lo, hi } => {
                 if !(lo.is_finite() && lo > 0.0 && (lo as f32) > 0.0) {
@@ -162,12 +163,11 @@ impl RowScale {
     }
 
     /// The f32 parameters `[p0, p1]` a backend hands to its kernel:
-    /// `[w, 1 − w]` for `Ratio`, `[lo, hi]` for `ClampDivide`,
-    /// `[c, c]` for `Clamp` (each rounded from f64, `1 − w` computed in f64
-    /// first).
+    /// `[w, 0]` for `Ratio`, `[lo, hi]` for `ClampDivide`, `[c, c]` for
+    /// `Clamp` (each rounded from f64).
     pub fn f32_params(self) -> [f32; 2] {
         match self {
-            RowScale::Ratio { weight } => [weight as f32, (1.0 - weight) as f32],
+            RowScale::Ratio { weight } => [weight as f32, 0.0],
             RowScale::ClampDivide { lo, hi } => [lo as f32, hi as f32],
             RowScale::Clamp { bound } => [bound as f32, bound as f32],
         }
@@ -181,7 +181,7 @@ impl RowScale {
         match self {
             RowScale::Ratio { .. } => {
                 let q = if v == 0.0 { 1.0 } else { u / v };
-                params[0] * q + params[1]
+                1.0 + params[0] * (q - 1.0)
             }
             RowScale::ClampDivide { .. } => {
                 let s = if u < params[0] { params[0] } else { u };

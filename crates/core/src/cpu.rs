@@ -655,7 +655,7 @@ mod tests {
     fn scale_rows_by_hand() {
         let cpu = CpuBackend::with_threads(2).unwrap();
         let data = [3.0f32, -0.5, 0.25, -4.0, 1.0, 2.0];
-        // Ratio: u/v = 2 and 0/0 → 1; w = 0.5: factors 1.5 and 1.
+        // Ratio: u/v = 2 and 0/0 → 1; w = 0.5: factors 1 + 0.5·(2 − 1) and 1.
         let mut x = rows(&data, 2);
         let (u, v) = (factors(&[2.0, 0.0]), factors(&[1.0, 0.0]));
         cpu.scale_rows(RowScale::Ratio { weight: 0.5 }, &[&u, &v], &mut x)

@@ -7,7 +7,8 @@
 //!   tensors and writes `M` tensors as linear combinations of them, plus an
 //!   optional Gaussian term from the public noise stream ([`crate::noise`]);
 //! - [`Backend::fill_noise`], the noise stream itself;
-//! - per-row reductions ([`RowReduction`]).
+//! - per-row reductions ([`RowReduction`]), and [`Backend::scale_rows`],
+//!   which maps each row's elements by such per-row results ([`RowScale`]).
 //!
 //! Every sampler of the field updates its state as such a linear combination
 //! with coefficients that depend only on the time grid, so a solver step is
@@ -56,6 +57,157 @@ pub enum RowReduction {
     /// thresholding, Saharia et al. 2022): with the sorted values `v` and
     /// `h = (n − 1)·p`, the result is `v[⌊h⌋] + (h − ⌊h⌋)·(v[⌊h⌋+1] − v[⌊h⌋])`.
     AbsQuantile(f64),
+}
+
+/// An element-wise map of each batch row driven by per-row factors: the
+/// link from a per-row statistic ([`Backend::reduce_rows`], a device tensor
+/// of shape `[batch]`) back to the elements of its row, without a trip
+/// through host memory. One pass over memory (reads and writes `x` once,
+/// reads the factor tensors, which are tiny).
+///
+/// # Arithmetic (the contract every backend follows bit for bit)
+/// All in f32, no fused multiply–add, in this order; the parameters are
+/// rounded from f64 to f32 first, and `u_r`, `v_r` are element `r` of the
+/// factor tensors for batch row `r`. Clamps are written as comparisons, so
+/// a NaN element (or factor) stays NaN instead of being clamped away.
+///
+/// ```text
+/// Ratio { weight: w }          q = (v_r == 0) ? 1 : u_r / v_r
+///                              f = 1 + w·(q − 1)        (= w·q + 1 − w)
+///                              x ← x·f
+/// ClampDivide { lo, hi }       s = (u_r < lo) ? lo : u_r;  s = (s > hi) ? hi : s
+///                              y = (x < −s) ? −s : x;      y = (y > s) ? s : y
+///                              x ← y / s
+/// Clamp { bound: c }           y = (x < −c) ? −c : x;      x ← (y > c) ? c : y
+/// ```
+///
+/// `Ratio` is the guidance rescale of Lin et al. 2024 ("Common diffusion
+/// noise schedules and sample steps are flawed", eq. 15–16) with
+/// `u = std(x_cond)`, `v = std(x_cfg)`, `w = φ`; a row of zero spread
+/// (`v_r = 0`) is left as it is. Written as `1 + w·(q − 1)`, the factor is
+/// exactly 1 where `w = 0` or `q = 1`, so such rows stay unchanged bit for
+/// bit. `ClampDivide` is Imagen's dynamic
+/// thresholding (Saharia et al. 2022, §2.3) with `u` the per-row quantile
+/// of `|x̂₀|`, `lo = 1` and `hi` the largest threshold. `Clamp` is static
+/// clipping (Ho et al. 2020) and reads no factor tensor.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum RowScale {
+    /// `x ← x·(1 + w·(u_r/v_r − 1))`; two factor tensors `[u, v]`.
+    Ratio {
+        /// The weight `w` (finite).
+        weight: f64,
+    },
+    /// `x ← clamp(x, −s_r, s_r)/s_r` with `s_r = clamp(u_r, lo, hi)`; one
+    /// factor tensor `[u]`.
+    ClampDivide {
+        /// Smallest threshold (finite, `> 0` also after rounding to f32).
+        lo: f64,
+        /// Largest threshold (`≥ lo`, may be `+∞`).
+        hi: f64,
+    },
+    /// `x ← clamp(x, −c, c)`; no factor tensor.
+    Clamp {
+        /// The bound `c > 0` (may be `+∞`, a no-op).
+        bound: f64,
+    },
+}
+
+impl RowScale {
+    /// The number of factor tensors the map reads (2, 1, 0).
+    pub fn factors(self) -> usize {
+        match self {
+            RowScale::Ratio { .. } => 2,
+            RowScale::ClampDivide { .. } => 1,
+            RowScale::Clamp { .. } => 0,
+        }
+    }
+
+    /// Checks the parameters (the domains on each variant) and the number
+    /// of factor tensors given; [`Error::InvalidArgument`] otherwise.
+    pub fn check(self, factors: usize) -> Result<()> {
+        let bad = |name: &'static str, reason: String| Err(Error::InvalidArgument { name, reason });
+        match self {
+            RowScale::Ratio { weight } => {
+                check_coefficient("ratio weight", weight)?;
+            }
+            RowScale::ClampDivide { lo, hi } => {
+                if !(lo.is_finite() && lo > 0.0 && (lo as f32) > 0.0) {
+                    return bad(
+                        "smallest threshold",
+                        format!("{lo} is not a positive finite f32"),
+                    );
+                }
+                if hi.is_nan() || hi < lo {
+                    return bad(
+                        "largest threshold",
+                        format!("{hi} is below the smallest threshold {lo}"),
+                    );
+                }
+            }
+            RowScale::Clamp { bound } => {
+                if bound.is_nan() || bound <= 0.0 || (bound as f32) <= 0.0 {
+                    return bad("clipping bound", format!("{bound} is not positive"));
+                }
+            }
+        }
+        if factors != self.factors() {
+            return bad(
+                "row factors",
+                format!(
+                    "{self:?} reads {} factor tensor(s), {factors} given",
+                    self.factors()
+                ),
+            );
+        }
+        Ok(())
+    }
+
+    /// The f32 parameters `[p0, p1]` a backend hands to its kernel:
+    /// `[w, 0]` for `Ratio`, `[lo, hi]` for `ClampDivide`, `[c, c]` for
+    /// `Clamp` (each rounded from f64).
+    pub fn f32_params(self) -> [f32; 2] {
+        match self {
+            RowScale::Ratio { weight } => [weight as f32, 0.0],
+            RowScale::ClampDivide { lo, hi } => [lo as f32, hi as f32],
+            RowScale::Clamp { bound } => [bound as f32, bound as f32],
+        }
+    }
+
+    /// The per-row value of the map for factors `u`, `v` (ignored where
+    /// unused), in the contract's f32 order: the factor `f` of `Ratio`, the
+    /// threshold `s` of `ClampDivide`, the bound `c` of `Clamp`.
+    #[inline]
+    pub fn row_value(self, params: [f32; 2], u: f32, v: f32) -> f32 {
+        match self {
+            RowScale::Ratio { .. } => {
+                let q = if v == 0.0 { 1.0 } else { u / v };
+                1.0 + params[0] * (q - 1.0)
+            }
+            RowScale::ClampDivide { .. } => {
+                let s = if u < params[0] { params[0] } else { u };
+                if s > params[1] { params[1] } else { s }
+            }
+            RowScale::Clamp { .. } => params[0],
+        }
+    }
+
+    /// The map of one element `x` given its row's value
+    /// ([`RowScale::row_value`]), in the contract's f32 order.
+    #[inline]
+    pub fn apply(self, value: f32, x: f32) -> f32 {
+        match self {
+            RowScale::Ratio { .. } => x * value,
+            RowScale::ClampDivide { .. } => {
+                let y = if x < -value { -value } else { x };
+                let y = if y > value { value } else { y };
+                y / value
+            }
+            RowScale::Clamp { .. } => {
+                let y = if x < -value { -value } else { x };
+                if y > value { value } else { y }
+            }
+        }
+    }
 }
 
 /// A fused linear-combination step, `outputs[m] = Σₖ c[m][k]·operand[k] + c_z[m]·z`.
@@ -466,6 +618,23 @@ pub trait Backend: Send + Sync {
     /// bit for bit (their summation order is the backend's).
     fn reduce_rows(&self, x: &Self::Tensor, op: RowReduction, out: &mut Self::Tensor)
     -> Result<()>;
+
+    /// Maps every element of each batch row of `x` in place by the per-row
+    /// `factors` (tensors of shape `[x.shape[0]]`, usually the results of
+    /// [`Backend::reduce_rows`]), as [`RowScale`] specifies, bit for bit
+    /// across backends. One pass over `x`; no host synchronisation.
+    ///
+    /// Errors: [`Error::InvalidArgument`] for parameters outside their
+    /// domain or the wrong number of factor tensors,
+    /// [`Error::ShapeMismatch`] for a factor tensor not shaped `[batch]`.
+    /// Factor values are not scanned (that would need them on the host): a
+    /// non-finite factor gives non-finite elements.
+    fn scale_rows(
+        &self,
+        op: RowScale,
+        factors: &[&Self::Tensor],
+        x: &mut Self::Tensor,
+    ) -> Result<()>;
 }
 
 /// Checks a tensor shape: at least one axis, no zero-length axis, and an

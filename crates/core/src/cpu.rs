@@ -16,7 +16,7 @@ use ndarray::{ArrayD, ArrayViewD, ArrayViewMutD, IxDyn};
 use rayon::prelude::*;
 
 use crate::backend::{
-    Backend, LinComb, MAX_INPUTS, MAX_OUTPUTS, Operand, RowReduction, check_shape,
+    Backend, LinComb, MAX_INPUTS, MAX_OUTPUTS, Operand, RowReduction, RowScale, check_shape,
 };
 use crate::error::{Error, Result};
 use crate::noise::{NoiseStream, fill_range, fill_range_impl, has_avx2, seed_key};
@@ -599,11 +599,138 @@ impl Backend for CpuBackend {
         }
         Ok(())
     }
+
+    fn scale_rows(&self, op: RowScale, factors: &[&CpuTensor], x: &mut CpuTensor) -> Result<()> {
+        op.check(factors.len())?;
+        let rows = x.rows();
+        for f in factors {
+            same_shape("scale_rows factors", &[rows], &f.shape)?;
+        }
+        let params = op.f32_params();
+        let u = factors.first().map(|t| t.data.as_slice());
+        let v = factors.get(1).map(|t| t.data.as_slice());
+        let row_len = x.row_len();
+        self.run(|| {
+            x.data
+                .par_chunks_mut(CHUNK)
+                .enumerate()
+                .for_each(|(c, chunk)| {
+                    // Walk the chunk row segment by row segment.
+                    let mut first = c * CHUNK;
+                    let mut rest = chunk;
+                    while !rest.is_empty() {
+                        let row = first / row_len;
+                        let len = ((row + 1) * row_len - first).min(rest.len());
+                        let (seg, tail) = rest.split_at_mut(len);
+                        let value = op.row_value(
+                            params,
+                            u.map_or(0.0, |u| u[row]),
+                            v.map_or(0.0, |v| v[row]),
+                        );
+                        for e in seg.iter_mut() {
+                            *e = op.apply(value, *e);
+                        }
+                        first += len;
+                        rest = tail;
+                    }
+                });
+        });
+        Ok(())
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn rows(data: &[f32], rows: usize) -> CpuTensor {
+        CpuTensor::from_vec(&[rows, data.len() / rows], data.to_vec()).unwrap()
+    }
+
+    fn factors(data: &[f32]) -> CpuTensor {
+        CpuTensor::from_vec(&[data.len()], data.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn scale_rows_by_hand() {
+        let cpu = CpuBackend::with_threads(2).unwrap();
+        let data = [3.0f32, -0.5, 0.25, -4.0, 1.0, 2.0];
+        // Ratio: u/v = 2 and 0/0 → 1; w = 0.5: factors 1 + 0.5·(2 − 1) and 1.
+        let mut x = rows(&data, 2);
+        let (u, v) = (factors(&[2.0, 0.0]), factors(&[1.0, 0.0]));
+        cpu.scale_rows(RowScale::Ratio { weight: 0.5 }, &[&u, &v], &mut x)
+            .unwrap();
+        assert_eq!(x.as_slice(), &[4.5, -0.75, 0.375, -4.0, 1.0, 2.0]);
+        // Dynamic threshold: s = clamp(u, 1, 2.5) = 2.5 and 1.
+        let mut x = rows(&data, 2);
+        let u = factors(&[3.0, 0.5]);
+        cpu.scale_rows(RowScale::ClampDivide { lo: 1.0, hi: 2.5 }, &[&u], &mut x)
+            .unwrap();
+        assert_eq!(x.as_slice(), &[1.0, -0.2, 0.1, -1.0, 1.0, 1.0]);
+        // Static clipping.
+        let mut x = rows(&data, 2);
+        cpu.scale_rows(RowScale::Clamp { bound: 1.0 }, &[], &mut x)
+            .unwrap();
+        assert_eq!(x.as_slice(), &[1.0, -0.5, 0.25, -1.0, 1.0, 1.0]);
+        // NaN is not clamped away.
+        let mut x = rows(&[f32::NAN, 2.0], 1);
+        cpu.scale_rows(RowScale::Clamp { bound: 1.0 }, &[], &mut x)
+            .unwrap();
+        assert!(x.as_slice()[0].is_nan() && x.as_slice()[1] == 1.0);
+    }
+
+    #[test]
+    fn scale_rows_across_chunks_and_rows() {
+        // Rows that straddle chunk boundaries get their own factor.
+        let cpu = CpuBackend::with_threads(2).unwrap();
+        let (r, len) = (3, CHUNK / 2 + 7);
+        let data: Vec<f32> = (0..r * len).map(|i| (i % 13) as f32 - 6.0).collect();
+        let mut x = rows(&data, r);
+        let u = factors(&[1.0, 2.0, 4.0]);
+        let v = factors(&[1.0, 1.0, 1.0]);
+        cpu.scale_rows(RowScale::Ratio { weight: 1.0 }, &[&u, &v], &mut x)
+            .unwrap();
+        for (i, (&got, &d)) in x.as_slice().iter().zip(&data).enumerate() {
+            assert_eq!(got, d * [1.0, 2.0, 4.0][i / len], "element {i}");
+        }
+    }
+
+    #[test]
+    fn scale_rows_rejects_bad_arguments() {
+        let cpu = CpuBackend::new();
+        let mut x = rows(&[1.0; 6], 2);
+        let u = factors(&[1.0, 1.0]);
+        let u3 = factors(&[1.0, 1.0, 1.0]);
+        let bad = [
+            (RowScale::Ratio { weight: f64::NAN }, vec![&u, &u]),
+            (RowScale::Ratio { weight: 0.5 }, vec![&u]),
+            (RowScale::ClampDivide { lo: 0.0, hi: 2.0 }, vec![&u]),
+            (RowScale::ClampDivide { lo: 1e-60, hi: 2.0 }, vec![&u]),
+            (RowScale::ClampDivide { lo: 2.0, hi: 1.0 }, vec![&u]),
+            (
+                RowScale::ClampDivide {
+                    lo: 1.0,
+                    hi: f64::NAN,
+                },
+                vec![&u],
+            ),
+            (RowScale::Clamp { bound: 0.0 }, vec![]),
+            (RowScale::Clamp { bound: -1.0 }, vec![]),
+            (RowScale::Clamp { bound: 1.0 }, vec![&u]),
+        ];
+        for (op, f) in bad {
+            let err = cpu.scale_rows(op, &f, &mut x).unwrap_err();
+            assert!(
+                matches!(err, Error::InvalidArgument { .. }),
+                "{op:?}: {err}"
+            );
+        }
+        let err = cpu
+            .scale_rows(RowScale::ClampDivide { lo: 1.0, hi: 2.0 }, &[&u3], &mut x)
+            .unwrap_err();
+        assert!(matches!(err, Error::ShapeMismatch { .. }), "{err}");
+        assert_eq!(x.as_slice(), &[1.0; 6]);
+    }
 
     #[test]
     fn quantile_follows_linear_interpolation() {

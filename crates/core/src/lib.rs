@@ -5,7 +5,8 @@
 //!
 //! - [`Backend`]: f32 tensors (batch first), host transfer, the fused step
 //!   [`Backend::lincomb`] described by a [`LinComb`] plan, the noise stream,
-//!   per-row reductions ([`RowReduction`]). [`CpuBackend`] implements it with
+//!   per-row reductions ([`RowReduction`]) and the per-row maps that feed
+//!   them back into the rows ([`RowScale`]). [`CpuBackend`] implements it with
 //!   ndarray-compatible storage and rayon.
 //! - Forward process: [`NoiseSchedule`] and its [`Marginal`].
 //! - Reverse process: [`Parameterization`] (output → `x̂₀`, `ε̂` as [`Affine`]
@@ -49,7 +50,7 @@ pub mod noise;
 pub mod reverse;
 pub mod sampling;
 
-pub use backend::{Backend, LinComb, MAX_INPUTS, MAX_OUTPUTS, Operand, RowReduction};
+pub use backend::{Backend, LinComb, MAX_INPUTS, MAX_OUTPUTS, Operand, RowReduction, RowScale};
 pub use brownian::BrownianTree;
 pub use cpu::{CpuBackend, CpuTensor};
 pub use error::{Error, Result};

@@ -12,6 +12,7 @@ fn main() {
         "lincomb.cu",
         "reduce.cu",
         "gmm.cu",
+        "rowscale.cu",
     ] {
         println!("cargo:rerun-if-changed={kernels}/{f}");
     }

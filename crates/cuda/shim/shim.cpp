@@ -7,6 +7,7 @@
 #include "lincomb.cu"
 #include "reduce.cu"
 #include "gmm.cu"
+#include "rowscale.cu"
 
 // Every (K, M) of the fused step.
 #define DF_LINCOMB_KERNELS_M(K) \
@@ -79,6 +80,12 @@ extern "C" int diffuse_shim_reduce(const char* name, unsigned int grid, unsigned
         }
     }
     return -1;
+}
+
+// Runs diffuse_scale_rows over a grid.
+extern "C" void diffuse_shim_scale_rows(unsigned int grid, unsigned int block,
+                                        const DfRowScaleArgs* args) {
+    DF_SHIM_LAUNCH(grid, block, diffuse_scale_rows, *args);
 }
 
 // Runs diffuse_fill_noise over a grid.

@@ -7,12 +7,13 @@ use cudarc::driver::{
     CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DevicePtr, DevicePtrMut,
     DeviceRepr, DriverError, LaunchConfig, PushKernelArg,
 };
-use diffuse_core::backend::{Backend, LinComb, RowReduction, check_shape};
+use diffuse_core::backend::{Backend, LinComb, RowReduction, RowScale, check_shape};
 use diffuse_core::noise::{NoiseStream, seed_key};
 use diffuse_core::{Error, Result};
 
 use crate::kernels::{
     self, BLOCK_THREADS, KernelModule, LinCombArgs, ReduceArgs, ReduceBuffers, ReduceScratch,
+    RowScaleArgs,
 };
 use crate::nvrtc::{self, Compiled};
 
@@ -21,6 +22,8 @@ use crate::nvrtc::{self, Compiled};
 unsafe impl DeviceRepr for LinCombArgs {}
 // SAFETY: as above.
 unsafe impl DeviceRepr for ReduceArgs {}
+// SAFETY: as above.
+unsafe impl DeviceRepr for RowScaleArgs {}
 
 /// An f32 tensor in device memory, row-major, batch first.
 #[derive(Debug)]
@@ -63,6 +66,7 @@ pub struct CudaBackend {
     /// indexed by `(K − 1)·MAX_OUTPUTS + (M − 1)`, loaded on first use.
     lincomb: Mutex<Vec<Option<Arc<[CudaFunction; 2]>>>>,
     reduce: Vec<(&'static str, CudaFunction)>,
+    scale_rows: CudaFunction,
     max_blocks: u32,
     /// Per-row coefficients of the last per-row step, reused (stream order
     /// keeps a later upload behind the kernel that reads the previous one).
@@ -177,6 +181,8 @@ impl CudaBackend {
             .iter()
             .map(|&name| Ok((name, function(&reduce_module, ordinal, name)?)))
             .collect::<Result<Vec<_>>>()?;
+        let rowscale = load_module(&ctx, ordinal, (major, minor), KernelModule::RowScale)?;
+        let scale_rows = function(&rowscale, ordinal, kernels::SCALE_ROWS_KERNEL)?;
         let stream = ctx.default_stream();
         Ok(Self {
             ordinal,
@@ -190,6 +196,7 @@ impl CudaBackend {
                 diffuse_core::MAX_INPUTS * diffuse_core::MAX_OUTPUTS
             ]),
             reduce,
+            scale_rows,
             row_coef: Mutex::new(None),
             reduce_scratch: Mutex::new(None),
         })
@@ -560,5 +567,31 @@ impl Backend for CudaBackend {
             .map_err(|e| self.err("reduce_rows status", e))?;
         self.synchronize()?;
         kernels::check_status(op, &status)
+    }
+
+    fn scale_rows(&self, op: RowScale, factors: &[&CudaTensor], x: &mut CudaTensor) -> Result<()> {
+        op.check(factors.len())?;
+        let rows = x.shape[0];
+        for f in factors {
+            same_shape("scale_rows factors", &[rows], &f.shape)?;
+        }
+        let n = x.data.len();
+        let row_len = n / rows;
+        let (xp, _gx) = x.data.device_ptr_mut(&self.stream);
+        let mut ptrs = [0u64; 2];
+        let mut guards = Vec::with_capacity(2);
+        for (p, f) in ptrs.iter_mut().zip(factors) {
+            let (fp, g) = f.data.device_ptr(&self.stream);
+            *p = fp;
+            guards.push(g);
+        }
+        let args = RowScaleArgs::new(op, xp, &ptrs[..factors.len()], n, row_len)?;
+        let mut b = self.stream.launch_builder(&self.scale_rows);
+        b.arg(&args);
+        // SAFETY: `args` holds live device pointers: `x` with `n` elements
+        // and each factor tensor with one element per row.
+        unsafe { b.launch(self.config(n as u64)) }.map_err(|e| self.err("scale_rows", e))?;
+        drop(guards);
+        Ok(())
     }
 }

@@ -11,7 +11,7 @@
 
 use diffuse_core::backend::{LinComb, MAX_INPUTS, MAX_OUTPUTS};
 use diffuse_core::noise::seed_key;
-use diffuse_core::{Error, Result, RowReduction};
+use diffuse_core::{Error, Result, RowReduction, RowScale};
 
 /// `kernels/common.cuh`: Philox4x32-10, the logarithm, sine and cosine in
 /// turns and the Box–Muller transform of `docs/noise.md`, plus helpers.
@@ -24,6 +24,8 @@ pub const LINCOMB_SOURCE: &str = include_str!("../../../kernels/lincomb.cu");
 pub const REDUCE_SOURCE: &str = include_str!("../../../kernels/reduce.cu");
 /// `kernels/gmm.cu`: the exact Gaussian-mixture denoiser (f64 inside).
 pub const GMM_SOURCE: &str = include_str!("../../../kernels/gmm.cu");
+/// `kernels/rowscale.cu`: the per-row maps of [`RowScale`].
+pub const ROWSCALE_SOURCE: &str = include_str!("../../../kernels/rowscale.cu");
 
 /// A compilation unit: the kernels NVRTC compiles together into one module.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -44,6 +46,9 @@ pub enum KernelModule {
     /// The exact Gaussian-mixture denoiser (`common.cuh`, `gmm.cu`),
     /// evaluated in f64 in the CPU reference's operation order.
     Gmm,
+    /// The per-row maps of [`RowScale`] (`common.cuh`, `rowscale.cu`),
+    /// bit-identical to the CPU backend, f32 only.
+    RowScale,
 }
 
 impl KernelModule {
@@ -58,6 +63,7 @@ impl KernelModule {
         }
         v.push(KernelModule::Reduce);
         v.push(KernelModule::Gmm);
+        v.push(KernelModule::RowScale);
         v
     }
 
@@ -72,6 +78,7 @@ impl KernelModule {
             ),
             KernelModule::Reduce => format!("{COMMON_SOURCE}\n{REDUCE_SOURCE}"),
             KernelModule::Gmm => format!("{COMMON_SOURCE}\n{GMM_SOURCE}"),
+            KernelModule::RowScale => format!("{COMMON_SOURCE}\n{ROWSCALE_SOURCE}"),
         }
     }
 
@@ -82,6 +89,7 @@ impl KernelModule {
             KernelModule::LinComb { inputs, outputs } => format!("lincomb_k{inputs}_m{outputs}"),
             KernelModule::Reduce => "reduce".into(),
             KernelModule::Gmm => "gmm".into(),
+            KernelModule::RowScale => "rowscale".into(),
         }
     }
 
@@ -103,6 +111,7 @@ impl KernelModule {
             ],
             KernelModule::Reduce => REDUCE_KERNELS.iter().map(|s| s.to_string()).collect(),
             KernelModule::Gmm => vec![GMM_PREDICT_KERNEL.to_string()],
+            KernelModule::RowScale => vec![SCALE_ROWS_KERNEL.to_string()],
         }
     }
 }
@@ -134,6 +143,8 @@ pub const REDUCE_FINISH_KERNEL: &str = "diffuse_reduce_finish";
 pub const REDUCE_INIT_KERNEL: &str = "diffuse_reduce_init";
 /// One bit of the order-statistic selection.
 pub const REDUCE_SELECT_KERNEL: &str = "diffuse_reduce_select";
+/// `diffuse_scale_rows(args)`: [`RowScale`] over a tensor.
+pub const SCALE_ROWS_KERNEL: &str = "diffuse_scale_rows";
 /// Every kernel of [`KernelModule::Reduce`].
 pub const REDUCE_KERNELS: [&str; 5] = [
     REDUCE_MAP_KERNEL,
@@ -677,5 +688,65 @@ pub fn check_gmm_status(status: &[u32]) -> Result<()> {
                 ),
             },
         }),
+    }
+}
+
+/// Arguments of `diffuse_scale_rows` (`DfRowScaleArgs` in
+/// `kernels/rowscale.cu`, 56 bytes, passed by value). Pointers as `u64`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct RowScaleArgs {
+    /// The f32 tensor mapped in place.
+    pub x: u64,
+    /// The first factor tensor (0 when the map reads none).
+    pub u: u64,
+    /// The second factor tensor (0 unless the map is a ratio).
+    pub v: u64,
+    /// Elements of `x`.
+    pub n: u64,
+    /// Elements per batch row.
+    pub row_len: u64,
+    /// [`RowScale::f32_params`]`[0]`.
+    pub p0: f32,
+    /// [`RowScale::f32_params`]`[1]`.
+    pub p1: f32,
+    /// 0 ratio, 1 clamp-divide, 2 clamp.
+    pub mode: u32,
+    /// Padding (0).
+    pub pad: u32,
+}
+
+const _: () = assert!(std::mem::size_of::<RowScaleArgs>() == 56);
+
+impl RowScaleArgs {
+    /// The arguments of `op` over `x` (`n` elements in rows of `row_len`)
+    /// with the factor tensors `factors` (addresses, as many as
+    /// [`RowScale::factors`]); parameters are checked as the CPU backend
+    /// checks them.
+    pub fn new(op: RowScale, x: u64, factors: &[u64], n: usize, row_len: usize) -> Result<Self> {
+        op.check(factors.len())?;
+        if row_len == 0 || !n.is_multiple_of(row_len) {
+            return Err(Error::InvalidArgument {
+                name: "row length",
+                reason: format!("{row_len} does not divide {n} elements"),
+            });
+        }
+        let [p0, p1] = op.f32_params();
+        let mode = match op {
+            RowScale::Ratio { .. } => 0,
+            RowScale::ClampDivide { .. } => 1,
+            RowScale::Clamp { .. } => 2,
+        };
+        Ok(Self {
+            x,
+            u: factors.first().copied().unwrap_or(0),
+            v: factors.get(1).copied().unwrap_or(0),
+            n: n as u64,
+            row_len: row_len as u64,
+            p0,
+            p1,
+            mode,
+            pad: 0,
+        })
     }
 }

@@ -14,6 +14,8 @@
 //! (one kernel, f64 inside, bit-identical to the CPU reference), so every
 //! solver runs end to end on the device with it. Trained networks do not
 //! run on the GPU yet.
+//! The per-row maps ([`Backend::scale_rows`]) are one element-wise launch,
+//! bit-identical to the CPU too.
 //!
 //! The CUDA driver and NVRTC are loaded with `dlopen` at first use: the
 //! crate builds and links on machines without CUDA, and
@@ -33,7 +35,7 @@
 //! let step = KernelModule::LinComb { inputs: 3, outputs: 2 };
 //! assert!(step.source().contains("DF_LINCOMB_KERNELS(3, 2)"));
 //! assert_eq!(step.kernel_names(), ["diffuse_lincomb_k3_m2", "diffuse_lincomb_k3_m2_noise"]);
-//! assert_eq!(KernelModule::all().len(), 1 + 8 * 4 + 2);
+//! assert_eq!(KernelModule::all().len(), 1 + 8 * 4 + 3);
 //! # let _ = CpuBackend::new();
 //! # Ok::<(), Error>(())
 //! ```

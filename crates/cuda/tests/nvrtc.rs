@@ -43,13 +43,18 @@ fn nvrtc_or_skip(test: &str) -> bool {
 
 /// The modules checked: all of them with `DIFFUSE_NVRTC_ALL=1` (as in
 /// `.ci/run`; about 10 s), otherwise the noise stream, the reductions, the
-/// Gaussian-mixture denoiser and the fused step for (K, M) = (1, 1), (3, 2)
-/// and (8, 4).
+/// Gaussian-mixture denoiser, the per-row maps and the fused step for
+/// (K, M) = (1, 1), (3, 2) and (8, 4).
 fn modules() -> Vec<KernelModule> {
     if std::env::var("DIFFUSE_NVRTC_ALL").is_ok_and(|v| v == "1") {
         return KernelModule::all();
     }
-    let mut v = vec![KernelModule::Noise, KernelModule::Reduce, KernelModule::Gmm];
+    let mut v = vec![
+        KernelModule::Noise,
+        KernelModule::Reduce,
+        KernelModule::Gmm,
+        KernelModule::RowScale,
+    ];
     for (inputs, outputs) in [(1, 1), (3, 2), (8, 4)] {
         v.push(KernelModule::LinComb { inputs, outputs });
     }

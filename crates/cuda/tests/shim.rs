@@ -1,7 +1,7 @@
 //! The kernels of `kernels/` compiled for the host (the shim crate: g++
 //! with `-ffp-contract=off`, CUDA built-ins as loops) against the CPU
-//! backend: the fused step and the noise stream bit for bit, the reductions
-//! within rounding (the quantile exactly). The arguments come from
+//! backend: the fused step, the noise stream and the per-row maps bit for
+//! bit, the reductions within rounding (the quantile exactly). The arguments come from
 //! `diffuse_cuda::kernels`, the same code that builds the GPU launches.
 //!
 //! Each test prints how many elements it compared (to stderr directly, so
@@ -11,9 +11,11 @@ use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use diffuse_core::noise::seed_key;
-use diffuse_core::{Backend, CpuBackend, Error, LinComb, NoiseStream, Operand, RowReduction};
+use diffuse_core::{
+    Backend, CpuBackend, Error, LinComb, NoiseStream, Operand, RowReduction, RowScale,
+};
 use diffuse_cuda::kernels::{
-    self, LinCombArgs, ReduceArgs, ReduceBuffers, ReduceScratch, lincomb_kernel_name,
+    self, LinCombArgs, ReduceArgs, ReduceBuffers, ReduceScratch, RowScaleArgs, lincomb_kernel_name,
 };
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
@@ -529,4 +531,95 @@ fn reductions_of_long_rows_and_report() {
         "shim reduce_rows: long rows agree with CpuBackend (plus {} elements in random cases)",
         REDUCED.load(Ordering::Relaxed)
     ));
+}
+
+/// A random per-row map: shape, parameters, data with special values, the
+/// factors (zeros among them for the ratio) and the launch geometry.
+fn row_scale_case() -> impl Strategy<Value = (RowScale, usize, usize, u64, u32, u32)> {
+    let op = prop_oneof![
+        (-2.0f64..2.0).prop_map(|weight| RowScale::Ratio { weight }),
+        (0.01f64..3.0, prop_oneof![Just(f64::INFINITY), 1.0f64..50.0])
+            .prop_map(|(lo, extra)| RowScale::ClampDivide { lo, hi: lo + extra }),
+        prop_oneof![Just(f64::INFINITY), 1e-3f64..5.0].prop_map(|bound| RowScale::Clamp { bound }),
+    ];
+    (
+        op,
+        1usize..=6,
+        1usize..=70,
+        any::<u64>(),
+        1u32..=3,
+        prop::sample::select(vec![1u32, 7, 32, 256]),
+    )
+}
+
+static ROW_SCALE_ELEMENTS: AtomicU64 = AtomicU64::new(0);
+
+fn check_row_scale(
+    (op, rows, cols, seed, grid, block): (RowScale, usize, usize, u64, u32, u32),
+) -> Result<(), TestCaseError> {
+    let n = rows * cols;
+    let mut data = tensor_data(seed, 0, n);
+    // Scale some rows up so the clamps bite, and a NaN and infinities.
+    for (i, x) in data.iter_mut().enumerate() {
+        *x *= [1.0f32, 4.0, 0.25][(i / cols) % 3];
+        match i % 29 {
+            5 => *x = f32::INFINITY,
+            6 => *x = f32::NEG_INFINITY,
+            7 => *x = f32::NAN,
+            _ => {}
+        }
+    }
+    let factor = |which: u64| -> Vec<f32> {
+        let mut v = tensor_data(seed, which, rows);
+        for (r, x) in v.iter_mut().enumerate() {
+            *x = x.abs() * 3.0;
+            if (r as u64 + which).is_multiple_of(4) {
+                *x = 0.0;
+            }
+        }
+        v
+    };
+    let factors: Vec<Vec<f32>> = (0..op.factors() as u64).map(|w| factor(1 + w)).collect();
+    let cpu = CpuBackend::new();
+    let mut x = cpu.upload(&[rows, cols], &data).unwrap();
+    let ft: Vec<_> = factors
+        .iter()
+        .map(|f| cpu.upload(&[rows], f).unwrap())
+        .collect();
+    let refs: Vec<_> = ft.iter().collect();
+    cpu.scale_rows(op, &refs, &mut x).unwrap();
+    let want = cpu.to_host(&x).unwrap();
+    let mut shim = Buf::new(&data, (seed % 4) as usize);
+    let ptrs: Vec<u64> = factors.iter().map(|f| f.as_ptr() as u64).collect();
+    let args = RowScaleArgs::new(op, shim.ptr(), &ptrs, n, cols).unwrap();
+    // SAFETY: `x` covers n elements and each factor `rows`.
+    unsafe { diffuse_cuda_shim::scale_rows(grid, block, (&raw const args).cast()) };
+    prop_assert_eq!(bits(shim.data()), bits(&want), "{:?}", op);
+    ROW_SCALE_ELEMENTS.fetch_add(n as u64, Ordering::Relaxed);
+    Ok(())
+}
+
+#[test]
+fn scale_rows_matches_the_cpu_bit_for_bit() {
+    let mut runner = TestRunner::new(Config {
+        cases: 300,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    runner.run(&row_scale_case(), check_row_scale).unwrap();
+    report(&format!(
+        "shim scale_rows: {} elements bit-identical to CpuBackend over 300 random maps",
+        ROW_SCALE_ELEMENTS.load(Ordering::Relaxed)
+    ));
+}
+
+#[test]
+fn scale_rows_arguments_are_checked() {
+    let clamp = RowScale::ClampDivide { lo: 1.0, hi: 2.0 };
+    assert!(RowScaleArgs::new(clamp, 8, &[], 6, 3).is_err());
+    assert!(RowScaleArgs::new(clamp, 8, &[16], 7, 3).is_err());
+    assert!(RowScaleArgs::new(RowScale::Clamp { bound: 0.0 }, 8, &[], 6, 3).is_err());
+    let args = RowScaleArgs::new(RowScale::Ratio { weight: 0.7 }, 8, &[16, 24], 6, 3).unwrap();
+    assert_eq!((args.u, args.v, args.mode, args.row_len), (16, 24, 0, 3));
+    assert_eq!((args.p0, args.p1), (0.7f32, 0.0));
 }

@@ -17,6 +17,25 @@
 //! It is the reference model of tests and of the command line: a sampler run
 //! with it has no model error, only discretisation error.
 //!
+//! # Class-conditional mixtures
+//! A mixture may carry one class label per component
+//! ([`GaussianMixture::with_labels`], JSON key `labels`). Class `y` is then
+//! the mixture of the components labelled `y`, weights renormalised:
+//! `p₀(x₀ | y) = Σ_{k∈y} wₖ N(μₖ, sₖ² I) / Σ_{k∈y} wₖ`. [`GmmDenoiser`]
+//! honours [`Condition::Class`] with that class (the null label `None`
+//! meaning the whole mixture), so classifier-free guidance has an exact
+//! conditional and unconditional model, and
+//! [`GmmDenoiser::classifier_gradient`] gives the exact classifier
+//! gradient `∇ₓ log p(y | x)` of the noisy state, with
+//! `p(y | x) = Σ_{k∈y} rₖ(x)` (the responsibilities above):
+//!
+//! ```text
+//! ∇ₓ log p(y | x) = ∇ₓ log p(x | y) − ∇ₓ log p(x) = α·(E[x₀ | x, y] − E[x₀ | x]) / σ²
+//! ```
+//!
+//! by Tweedie's formula `∇ₓ log p(x) = (α·E[x₀ | x] − x)/σ²` applied to the
+//! class mixture and to the whole one (`log p(y)` does not depend on `x`).
+//!
 //! The Jacobian of the posterior mean is closed-form too,
 //! `∂E[x₀|x]/∂x = (α/σ²)·Cov[x₀|x]` ([`GaussianMixture::posterior_jacobian`]),
 //! so the divergence of the probability-flow drift is exact:
@@ -76,6 +95,8 @@ pub struct GaussianMixture {
     active: Vec<usize>,
     /// `Σₖ wₖ μₖ`.
     prior_mean: Vec<f64>,
+    /// One class label per component, if the mixture is class-conditional.
+    labels: Option<Vec<u32>>,
 }
 
 fn invalid(name: &'static str, reason: impl Into<String>) -> Error {
@@ -190,11 +211,77 @@ impl GaussianMixture {
             variances,
             active,
             prior_mean,
+            labels: None,
         })
     }
 
+    /// The same mixture with one class label per component (see the module
+    /// documentation). [`Error::InvalidArgument`] (name `labels`) unless
+    /// there are exactly [`GaussianMixture::components`] labels.
+    pub fn with_labels(mut self, labels: Vec<u32>) -> Result<Self> {
+        if labels.len() != self.components() {
+            return Err(invalid(
+                "labels",
+                format!(
+                    "{} labels for {} components",
+                    labels.len(),
+                    self.components()
+                ),
+            ));
+        }
+        self.labels = Some(labels);
+        Ok(self)
+    }
+
+    /// The class label of each component, if the mixture has them.
+    pub fn labels(&self) -> Option<&[u32]> {
+        self.labels.as_deref()
+    }
+
+    /// The distinct class labels, ascending (empty without labels).
+    pub fn classes(&self) -> Vec<u32> {
+        let mut v = self.labels.clone().unwrap_or_default();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
+    /// The mixture of class `label`: the components labelled `label`, with
+    /// their weights divided by their sum, `p₀(x₀ | y)`.
+    ///
+    /// Errors: [`Error::Unsupported`] if the mixture has no labels;
+    /// [`Error::InvalidArgument`] (name `class`) if no component of
+    /// positive weight has the label.
+    pub fn class_mixture(&self, label: u32) -> Result<GaussianMixture> {
+        let labels = self.labels.as_ref().ok_or_else(|| {
+            Error::Unsupported(
+                "class conditions: the Gaussian mixture has no labels (it is unconditional)".into(),
+            )
+        })?;
+        let members: Vec<usize> = (0..self.components())
+            .filter(|&j| labels[j] == label)
+            .collect();
+        let total: f64 = members.iter().map(|&j| self.weights[j]).sum();
+        if total <= 0.0 {
+            return Err(invalid(
+                "class",
+                format!(
+                    "no component of positive weight has label {label} (classes: {:?})",
+                    self.classes()
+                ),
+            ));
+        }
+        Self::new(
+            members.iter().map(|&j| self.weights[j] / total).collect(),
+            members.iter().map(|&j| self.means[j].clone()).collect(),
+            members.iter().map(|&j| self.stds[j]).collect(),
+        )?
+        .with_labels(vec![label; members.len()])
+    }
+
     /// Parses the JSON object `{"weights": [...], "means": [[...], ...],
-    /// "stds": [...]}`; see [`GaussianMixture::from_json_value`].
+    /// "stds": [...]}` (optionally `"labels": [...]`); see
+    /// [`GaussianMixture::from_json_value`].
     pub fn from_json_str(text: &str) -> Result<Self> {
         let value: Value = serde_json::from_str(text)
             .map_err(|e| invalid("Gaussian-mixture JSON", e.to_string()))?;
@@ -204,9 +291,11 @@ impl GaussianMixture {
     /// Reads the JSON object `{"weights": [...], "means": [[...], ...],
     /// "stds": [...]}`, such as the `gmm` object of a conformance case.
     ///
-    /// Other keys are ignored, except `dim` and `components` (present in the
-    /// conformance files): where given they must equal the mixture's
-    /// dimension and component count.
+    /// An optional `labels` array (one non-negative integer class label per
+    /// component) makes the mixture class-conditional
+    /// ([`GaussianMixture::with_labels`]). Other keys are ignored, except
+    /// `dim` and `components` (present in the conformance files): where
+    /// given they must equal the mixture's dimension and component count.
     pub fn from_json_value(value: &Value) -> Result<Self> {
         let obj = value.as_object().ok_or_else(|| {
             invalid(
@@ -227,7 +316,30 @@ impl GaussianMixture {
             .enumerate()
             .map(|(j, row)| number_array(row, "means", &format!("means[{j}]")))
             .collect::<Result<Vec<_>>>()?;
-        let gmm = Self::new(weights, means, stds)?;
+        let mut gmm = Self::new(weights, means, stds)?;
+        if let Some(v) = obj.get("labels") {
+            let items = v.as_array().ok_or_else(|| {
+                invalid(
+                    "labels",
+                    format!("expected an array of class labels, found {}", json_kind(v)),
+                )
+            })?;
+            let labels = items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| {
+                    item.as_u64()
+                        .and_then(|n| u32::try_from(n).ok())
+                        .ok_or_else(|| {
+                            invalid(
+                                "labels",
+                                format!("labels[{i}] = {item} is not a class label (0 ..= 2³²−1)"),
+                            )
+                        })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            gmm = gmm.with_labels(labels)?;
+        }
         for (key, expected) in [("dim", gmm.dim), ("components", gmm.components())] {
             if let Some(v) = obj.get(key) {
                 let ok = v.as_u64().is_some_and(|n| n == expected as u64);
@@ -810,12 +922,20 @@ fn number_array(v: &Value, name: &'static str, path: &str) -> Result<Vec<f64>> {
 /// which needs no normalised input, does not use it. Likewise the row's time
 /// `t` is not used: the posterior depends on the marginal `(α, σ)` only.
 ///
+/// # Conditions
+/// [`Condition::Unconditional`] is the whole mixture. [`Condition::Class`]
+/// gives each row the mixture of its label ([`GmmDenoiser::mixture_for`]:
+/// the class mixture for `Some(c)`, the whole mixture for the null label
+/// `None`), as an exact class-conditional model for guidance.
+///
 /// # Errors
 /// [`Error::ShapeMismatch`] if a row (all axes after the first) does not
 /// have the mixture's dimension, if `out` is not shaped like `x`, or if
-/// there is not exactly one [`NoiseLevel`] per row;
-/// [`Error::Unsupported`] for any condition but
-/// [`Condition::Unconditional`]; [`Error::Undefined`] where the
+/// there is not exactly one [`NoiseLevel`] per row (or one label per row
+/// of a [`Condition::Class`]);
+/// [`Error::Unsupported`] for a [`Condition::Tensor`], and for a
+/// [`Condition::Class`] on a mixture without labels;
+/// [`Error::InvalidArgument`] for an unknown class label; [`Error::Undefined`] where the
 /// parameterisation cannot express `x̂₀` (its map fails, is not finite, or
 /// has `b = 0`, as ε-prediction at `σ = 0`); [`Error::InvalidArgument`] for
 /// an invalid marginal; [`Error::NonFinite`] for a non-finite state or an
@@ -856,6 +976,8 @@ fn number_array(v: &Value, name: &'static str, path: &str) -> Result<Vec<f64>> {
 pub struct GmmDenoiser {
     mixture: GaussianMixture,
     parameterization: Arc<dyn Parameterization>,
+    /// The mixture of each class of positive weight, by label.
+    classes: Vec<(u32, GaussianMixture)>,
 }
 
 impl fmt::Debug for GmmDenoiser {
@@ -872,10 +994,130 @@ impl GmmDenoiser {
     /// `parameterization` (a `Box<dyn Parameterization>`, as returned by
     /// `diffuse_param::by_name`, converts with `Arc::from`).
     pub fn new(mixture: GaussianMixture, parameterization: Arc<dyn Parameterization>) -> Self {
+        // Classes whose components all have zero weight are left out (and
+        // rejected as unknown when asked for).
+        let classes = mixture
+            .classes()
+            .into_iter()
+            .filter_map(|c| mixture.class_mixture(c).ok().map(|m| (c, m)))
+            .collect();
         Self {
             mixture,
             parameterization,
+            classes,
         }
+    }
+
+    /// The mixture a row with class label `label` is sampled from: the
+    /// whole mixture for the null label `None`, the class mixture
+    /// ([`GaussianMixture::class_mixture`]) for `Some(c)`.
+    ///
+    /// Errors: [`Error::Unsupported`] for `Some(c)` if the mixture has no
+    /// labels; [`Error::InvalidArgument`] (name `class`) for a label no
+    /// component of positive weight carries.
+    pub fn mixture_for(&self, label: Option<u32>) -> Result<&GaussianMixture> {
+        let Some(c) = label else {
+            return Ok(&self.mixture);
+        };
+        if self.mixture.labels.is_none() {
+            return Err(Error::Unsupported(
+                "class conditions: the Gaussian mixture has no labels (it is unconditional)".into(),
+            ));
+        }
+        self.classes
+            .iter()
+            .find(|(k, _)| *k == c)
+            .map(|(_, m)| m)
+            .ok_or_else(|| {
+                invalid(
+                    "class",
+                    format!(
+                        "unknown class label {c}; the mixture's classes of positive weight are {:?}",
+                        self.classes.iter().map(|(k, _)| *k).collect::<Vec<_>>()
+                    ),
+                )
+            })
+    }
+
+    /// The mixture of each batch row under `condition` (one entry per row).
+    fn row_mixtures(
+        &self,
+        condition: Condition<'_, impl Sized>,
+        rows: usize,
+    ) -> Result<Vec<&GaussianMixture>> {
+        match condition {
+            Condition::Unconditional => Ok(vec![&self.mixture; rows]),
+            Condition::Class(labels) => {
+                if labels.len() != rows {
+                    return Err(Error::ShapeMismatch {
+                        op: "GmmDenoiser: one class label per row",
+                        expected: vec![rows],
+                        found: vec![labels.len()],
+                    });
+                }
+                labels.iter().map(|&l| self.mixture_for(l)).collect()
+            }
+            Condition::Tensor(_) => Err(Error::Unsupported(
+                "tensor conditions: the Gaussian-mixture denoiser is unconditional".into(),
+            )),
+        }
+    }
+
+    /// The exact classifier gradient `∇ₓ log p(y | x)` of each row of `x`
+    /// (host, f64, flat row-major, one [`NoiseLevel`] and one label per
+    /// row), `α·(E[x₀ | x, y] − E[x₀ | x])/σ²` (module documentation). A row
+    /// with the null label `None` gets zero (no class, no guidance); `α = 0`
+    /// gives zero (`p(y | x) = p(y)`).
+    ///
+    /// Errors: as [`GmmDenoiser::mixture_for`] for a label;
+    /// [`Error::ShapeMismatch`] for sizes that do not agree;
+    /// [`Error::Undefined`] at `σ = 0` (the class posterior is then a step
+    /// function of `x`); as [`GaussianMixture::posterior_mean_into`]
+    /// otherwise.
+    pub fn classifier_gradient(
+        &self,
+        levels: &[NoiseLevel],
+        x: &[f64],
+        labels: &[Option<u32>],
+    ) -> Result<Vec<f64>> {
+        let d = self.check_rows("GmmDenoiser::classifier_gradient", levels, x.len())?;
+        if labels.len() != levels.len() {
+            return Err(Error::ShapeMismatch {
+                op: "GmmDenoiser::classifier_gradient: one class label per row",
+                expected: vec![levels.len()],
+                found: vec![labels.len()],
+            });
+        }
+        let mut out = vec![0.0; x.len()];
+        out.par_chunks_mut(d)
+            .zip(x.par_chunks(d))
+            .zip(levels.par_iter().zip(labels.par_iter()))
+            .try_for_each(|((o, row), (level, &label))| -> Result<()> {
+                let m = level.marginal;
+                Marginal::new(m.alpha, m.sigma)?;
+                let Some(_) = label else {
+                    return Ok(());
+                };
+                let class = self.mixture_for(label)?;
+                if m.sigma == 0.0 {
+                    return Err(Error::Undefined {
+                        what: "the classifier gradient ∇ₓ log p(y | x)",
+                        at: "at σ = 0".into(),
+                    });
+                }
+                if m.alpha == 0.0 {
+                    return Ok(());
+                }
+                let mut all = vec![0.0; d];
+                self.mixture.posterior_mean_into(row, m, &mut all)?;
+                class.posterior_mean_into(row, m, o)?;
+                let scale = m.alpha / (m.sigma * m.sigma);
+                for (g, a) in o.iter_mut().zip(&all) {
+                    *g = scale * (*g - a);
+                }
+                finite_or_error("GmmDenoiser::classifier_gradient", m, o)
+            })?;
+        Ok(out)
     }
 
     /// The data distribution.
@@ -1032,19 +1274,6 @@ impl<B: Backend> Denoiser<B> for GmmDenoiser {
         condition: Condition<'_, B::Tensor>,
         out: &mut B::Tensor,
     ) -> Result<()> {
-        match condition {
-            Condition::Unconditional => {}
-            Condition::Class(_) => {
-                return Err(Error::Unsupported(
-                    "class conditions: the Gaussian-mixture denoiser is unconditional".into(),
-                ));
-            }
-            Condition::Tensor(_) => {
-                return Err(Error::Unsupported(
-                    "tensor conditions: the Gaussian-mixture denoiser is unconditional".into(),
-                ));
-            }
-        }
         let shape = backend.shape(x).to_vec();
         let d = self.mixture.dim;
         let rows = shape.first().copied().unwrap_or(0);
@@ -1070,6 +1299,7 @@ impl<B: Backend> Denoiser<B> for GmmDenoiser {
                 found: vec![levels.len()],
             });
         }
+        let mixtures = self.row_mixtures(condition, rows)?;
         // Per-row maps first, on the host, so errors name the first bad row.
         let mut maps = Vec::with_capacity(rows);
         for (i, level) in levels.iter().enumerate() {
@@ -1106,16 +1336,16 @@ impl<B: Backend> Denoiser<B> for GmmDenoiser {
         let min_rows = (16_384 / (d * self.mixture.components()).max(1)).max(1);
         host.par_chunks(d)
             .zip(result.par_chunks_mut(d))
-            .zip(levels.par_iter().zip(maps.par_iter()))
+            .zip(levels.par_iter().zip(maps.par_iter().zip(mixtures.par_iter())))
             .enumerate()
             .with_min_len(min_rows)
             .try_for_each_init(
                 || (vec![0.0f64; d], vec![0.0f64; d]),
-                |(xs, x0), (i, ((row, dst), (level, map)))| -> Result<()> {
+                |(xs, x0), (i, ((row, dst), (level, (map, mixture))))| -> Result<()> {
                     for (a, &b) in xs.iter_mut().zip(row) {
                         *a = f64::from(b);
                     }
-                    self.mixture.posterior_mean_into(xs, level.marginal, x0)?;
+                    mixture.posterior_mean_into(xs, level.marginal, x0)?;
                     for (j, (o, (&xj, &x0j))) in dst.iter_mut().zip(xs.iter().zip(x0.iter())).enumerate() {
                         let v = (x0j - map.a * xj) / map.b;
                         let v32 = v as f32;

@@ -971,3 +971,198 @@ fn bad_jacobian_calls_are_typed_errors() {
         Err(Error::Unsupported(_))
     ));
 }
+
+/// The 4-D mixture with classes {0: components 0 and 2, 1: component 1}.
+fn labelled_4d() -> GaussianMixture {
+    mixture_4d().with_labels(vec![0, 1, 0]).unwrap()
+}
+
+/// The noisy marginal `p_t = Σ wₖ N(α μₖ, (α² sₖ² + σ²) I)` as a mixture.
+fn noisy(gmm: &GaussianMixture, m: Marginal) -> GaussianMixture {
+    GaussianMixture::new(
+        gmm.weights().to_vec(),
+        gmm.means()
+            .iter()
+            .map(|mu| mu.iter().map(|v| m.alpha * v).collect())
+            .collect(),
+        gmm.stds()
+            .iter()
+            .map(|s| (m.alpha * m.alpha * s * s + m.sigma * m.sigma).sqrt())
+            .collect(),
+    )
+    .unwrap()
+}
+
+#[test]
+fn labels_select_renormalised_class_mixtures() {
+    let gmm = labelled_4d();
+    assert_eq!(gmm.labels(), Some(&[0, 1, 0][..]));
+    assert_eq!(gmm.classes(), vec![0, 1]);
+    let c0 = gmm.class_mixture(0).unwrap();
+    assert_eq!(c0.components(), 2);
+    assert!((c0.weights()[0] - 0.5 / 0.7).abs() < 1e-15);
+    assert!((c0.weights()[1] - 0.2 / 0.7).abs() < 1e-15);
+    assert_eq!(c0.means()[1], gmm.means()[2]);
+    assert!(matches!(
+        gmm.class_mixture(7),
+        Err(Error::InvalidArgument { name: "class", .. })
+    ));
+    assert!(matches!(
+        mixture_4d().class_mixture(0),
+        Err(Error::Unsupported(_))
+    ));
+    assert!(matches!(
+        mixture_4d().with_labels(vec![0, 1]),
+        Err(Error::InvalidArgument { name: "labels", .. })
+    ));
+    // JSON: labels optional, validated.
+    let json = r#"{"weights": [0.3, 0.7], "means": [[-2.0], [1.5]], "stds": [0.5, 0.8], "labels": [4, 9]}"#;
+    let parsed = GaussianMixture::from_json_str(json).unwrap();
+    assert_eq!(parsed.labels(), Some(&[4, 9][..]));
+    assert_eq!(parsed.class_mixture(9).unwrap().means(), &[vec![1.5]]);
+    for bad in [
+        r#""labels": [1]"#,
+        r#""labels": [-1, 0]"#,
+        r#""labels": [0.5, 1]"#,
+        r#""labels": 3"#,
+    ] {
+        let text = format!(
+            r#"{{"weights": [0.3, 0.7], "means": [[-2.0], [1.5]], "stds": [0.5, 0.8], {bad}}}"#
+        );
+        assert!(
+            matches!(
+                GaussianMixture::from_json_str(&text),
+                Err(Error::InvalidArgument { name: "labels", .. })
+            ),
+            "{bad}"
+        );
+    }
+    assert_eq!(mixture_1d().labels(), None);
+}
+
+#[test]
+fn class_conditions_use_the_class_mixture() {
+    let cpu = CpuBackend::new();
+    let gmm = labelled_4d();
+    let model = GmmDenoiser::new(gmm.clone(), Arc::new(Eps));
+    let class0 = GmmDenoiser::new(gmm.class_mixture(0).unwrap(), Arc::new(Eps));
+    let class1 = GmmDenoiser::new(gmm.class_mixture(1).unwrap(), Arc::new(Eps));
+    let pts = points(3, 4, 17);
+    let flat: Vec<f32> = pts.iter().flatten().map(|&v| v as f32).collect();
+    let x = cpu.upload(&[3, 4], &flat).unwrap();
+    let level = NoiseLevel {
+        t: 0.4,
+        marginal: marginal(0.8, 0.6),
+    };
+    let levels = [level; 3];
+    let predict = |m: &GmmDenoiser, c: Condition<'_, _>| {
+        let mut out = cpu.zeros(&[3, 4]).unwrap();
+        m.predict(&cpu, &x, &levels, c, &mut out).unwrap();
+        cpu.to_host(&out).unwrap()
+    };
+    let got = predict(&model, Condition::Class(&[Some(0), None, Some(1)]));
+    let want0 = predict(&class0, Condition::Unconditional);
+    let want_all = predict(&model, Condition::Unconditional);
+    let want1 = predict(&class1, Condition::Unconditional);
+    assert_eq!(&got[..4], &want0[..4]);
+    assert_eq!(&got[4..8], &want_all[4..8]);
+    assert_eq!(&got[8..], &want1[8..]);
+    assert_ne!(&want0[..4], &want_all[..4]);
+    // Errors: an unknown class, a label count that does not match, labels
+    // on an unlabelled mixture.
+    let mut out = cpu.zeros(&[3, 4]).unwrap();
+    let err = model
+        .predict(
+            &cpu,
+            &x,
+            &levels,
+            Condition::Class(&[Some(5), None, None]),
+            &mut out,
+        )
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::InvalidArgument { name: "class", .. }),
+        "{err}"
+    );
+    let err = model
+        .predict(&cpu, &x, &levels, Condition::Class(&[None, None]), &mut out)
+        .unwrap_err();
+    assert!(matches!(err, Error::ShapeMismatch { .. }), "{err}");
+    let plain = GmmDenoiser::new(mixture_4d(), Arc::new(Eps));
+    let err = plain
+        .predict(
+            &cpu,
+            &x,
+            &levels,
+            Condition::Class(&[Some(0), None, None]),
+            &mut out,
+        )
+        .unwrap_err();
+    assert!(matches!(err, Error::Unsupported(_)), "{err}");
+}
+
+#[test]
+fn classifier_gradient_matches_finite_differences() {
+    let gmm = labelled_4d();
+    let model = GmmDenoiser::new(gmm.clone(), Arc::new(Eps));
+    for &(alpha, sigma) in &[(1.0, 0.5), (0.6, 0.8), (0.2, 1.0), (1.0, 3.0)] {
+        let m = marginal(alpha, sigma);
+        let all = noisy(&gmm, m);
+        for label in [0u32, 1] {
+            let class = noisy(&gmm.class_mixture(label).unwrap(), m);
+            // log p(y | x) up to the constant log p(y).
+            let log_post = |x: &[f64]| class.log_density(x).unwrap() - all.log_density(x).unwrap();
+            for p in points(4, 4, 3 + u64::from(label)) {
+                let level = NoiseLevel {
+                    t: 0.0,
+                    marginal: m,
+                };
+                let g = model
+                    .classifier_gradient(&[level], &p, &[Some(label)])
+                    .unwrap();
+                let h = 1e-5;
+                for i in 0..4 {
+                    let (mut a, mut b) = (p.clone(), p.clone());
+                    a[i] += h;
+                    b[i] -= h;
+                    let fd = (log_post(&a) - log_post(&b)) / (2.0 * h);
+                    assert!(
+                        (g[i] - fd).abs() < 1e-6 * (1.0 + fd.abs()),
+                        "(α, σ) = ({alpha}, {sigma}), class {label}, x = {p:?}: {} vs {fd}",
+                        g[i]
+                    );
+                }
+            }
+        }
+    }
+    // The null label gets no gradient; σ = 0 is undefined; α = 0 gives 0.
+    let p = [0.5, -0.5, 1.0, 0.0];
+    let level = |a: f64, s: f64| NoiseLevel {
+        t: 0.0,
+        marginal: marginal(a, s),
+    };
+    assert_eq!(
+        model
+            .classifier_gradient(&[level(0.6, 0.8)], &p, &[None])
+            .unwrap(),
+        vec![0.0; 4]
+    );
+    assert_eq!(
+        model
+            .classifier_gradient(&[level(0.0, 1.0)], &p, &[Some(1)])
+            .unwrap(),
+        vec![0.0; 4]
+    );
+    assert!(matches!(
+        model.classifier_gradient(&[level(1.0, 0.0)], &p, &[Some(1)]),
+        Err(Error::Undefined { .. })
+    ));
+    assert!(matches!(
+        model.classifier_gradient(&[level(0.6, 0.8)], &p, &[Some(3)]),
+        Err(Error::InvalidArgument { name: "class", .. })
+    ));
+    assert!(matches!(
+        model.classifier_gradient(&[level(0.6, 0.8)], &p, &[]),
+        Err(Error::ShapeMismatch { .. })
+    ));
+}

@@ -26,7 +26,10 @@
 //! [`run`], [`run_with_noise`]) runs a [`Denoiser`] in the loop;
 //! [`SolverState`] is advanced by a caller that owns the loop.
 //!
-//! Also: [`inversion`] (DDIM / DPM-Solver inversion on a
+//! Also: [`guidance`] (classifier-free guidance with interval and rescale,
+//! classifier guidance through a gradient callback, dynamic thresholding
+//! and clipping, as denoiser wrappers every solver uses unchanged),
+//! [`inversion`] (DDIM / DPM-Solver inversion on a
 //! [`SamplingGrid::Inverse`] grid, truncated image-to-image sampling) and
 //! [`likelihood`] (log-likelihoods and bits/dim by the probability-flow
 //! ODE, with the exact divergence or the Hutchinson estimator).
@@ -60,6 +63,7 @@
 //! ```
 
 mod driver;
+pub mod guidance;
 pub mod inversion;
 pub mod likelihood;
 mod method;

@@ -22,6 +22,7 @@ unsafe extern "C" {
         args: *const c_void,
     ) -> c_int;
     fn diffuse_shim_gmm(grid: u32, block: u32, args: *const c_void);
+    fn diffuse_shim_scale_rows(grid: u32, block: u32, args: *const c_void);
     fn diffuse_shim_fill_noise(
         grid: u32,
         block: u32,
@@ -60,6 +61,16 @@ pub unsafe fn reduce(name: &str, grid: u32, block: u32, args: *const c_void) -> 
     };
     // SAFETY: forwarded from the caller.
     unsafe { diffuse_shim_reduce(name.as_ptr(), grid, block, args) == 0 }
+}
+
+/// Runs `diffuse_scale_rows` over `grid` blocks of `block` threads.
+///
+/// # Safety
+/// `args` must point to a `DfRowScaleArgs` (`diffuse_cuda::kernels::RowScaleArgs`)
+/// whose pointers are valid host addresses of the sizes it implies.
+pub unsafe fn scale_rows(grid: u32, block: u32, args: *const c_void) {
+    // SAFETY: forwarded from the caller.
+    unsafe { diffuse_shim_scale_rows(grid, block, args) }
 }
 
 /// Runs `diffuse_fill_noise` over `grid` blocks of `block` threads into

@@ -43,6 +43,10 @@ pub enum Command {
     /// Sample from a trained model (--model) or from the exact denoiser of
     /// a Gaussian mixture (--denoiser gmm:FILE.json) and write float32 .npy.
     Sample(SampleArgs),
+    /// Log-likelihood of data points (.npy [n, d]) under the exact
+    /// denoiser of a Gaussian mixture (--denoiser gmm:FILE.json), by the
+    /// probability-flow ODE: mean bits/dim, and per point with --format json.
+    Likelihood(crate::likelihood::LikelihoodArgs),
     /// Train on moons (about a minute), sample with several solvers at
     /// NFE 5, 10, 20, 50, print the sliced Wasserstein distance to held-out
     /// data next to the data-vs-data floor, and draw the samples (PNG).
@@ -354,6 +358,7 @@ pub fn run(cli: Cli) -> CliResult<()> {
         Command::Bench(BenchCommand::Train(args)) => crate::train::bench(&args),
         Command::Train(args) => crate::train::run(&args),
         Command::Sample(args) => crate::sample::run(&args),
+        Command::Likelihood(args) => crate::likelihood::run(&args),
         Command::Demo(args) => crate::demo::run(&args),
         Command::Bench(BenchCommand::Step(args)) => crate::bench::step(args),
         Command::Schedule(args) => crate::schedule::run(&args),

@@ -5,7 +5,8 @@
 //! grid of a diffusers scheduler config or a built-in schedule, `replay`
 //! reproduces a recorded diffusers / k-diffusion run, `orders` measures the
 //! solvers' convergence orders, `train` trains a denoiser on 2-D data,
-//! `sample` samples a trained model or a Gaussian mixture, `demo` (also
+//! `sample` samples a trained model or a Gaussian mixture, `likelihood`
+//! measures the bits/dim of data under a Gaussian mixture, `demo` (also
 //! what `diffuse` with no arguments runs) trains, samples and scores in
 //! about a minute. Errors are one line on stderr
 //! and a non-zero exit status.
@@ -15,6 +16,7 @@ mod cli;
 mod demo;
 mod device;
 mod error;
+mod likelihood;
 mod noise;
 mod orders;
 mod output;

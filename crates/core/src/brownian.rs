@@ -264,14 +264,31 @@ impl BrownianTree {
     /// node number), so the result does not depend on which of `s`, `t` is
     /// larger and `terms(t, s)` is exactly `terms(s, t)` negated.
     pub fn increment_terms(&self, s: f64, t: f64) -> Result<Vec<NodeTerm>> {
-        let (us, ut) = (self.position(s)?, self.position(t)?);
         let n = self.depth as usize + 1;
-        let mut ts = Vec::with_capacity(n);
-        let mut tt = Vec::with_capacity(n);
-        self.terms_at(us, &mut ts);
-        self.terms_at(ut, &mut tt);
+        let (mut ts, mut tt) = (Vec::with_capacity(n), Vec::with_capacity(n));
         let mut terms = Vec::with_capacity(2 * n);
-        for (a, b) in ts.iter().zip(&tt) {
+        self.increment_terms_into(s, t, &mut ts, &mut tt, &mut terms)?;
+        Ok(terms)
+    }
+
+    /// [`BrownianTree::increment_terms`] into `terms`, with `ts` and `tt`
+    /// as scratch (all three cleared first; nothing is allocated when
+    /// their capacities are at least `D + 1`, `D + 1` and `2D + 2`).
+    fn increment_terms_into(
+        &self,
+        s: f64,
+        t: f64,
+        ts: &mut Vec<NodeTerm>,
+        tt: &mut Vec<NodeTerm>,
+        terms: &mut Vec<NodeTerm>,
+    ) -> Result<()> {
+        let (us, ut) = (self.position(s)?, self.position(t)?);
+        ts.clear();
+        tt.clear();
+        terms.clear();
+        self.terms_at(us, ts);
+        self.terms_at(ut, tt);
+        for (a, b) in ts.iter().zip(tt.iter()) {
             if a.node == b.node {
                 terms.push(NodeTerm {
                     node: a.node,
@@ -300,7 +317,7 @@ impl BrownianTree {
             }
         }
         terms.retain(|term| term.coef != 0.0);
-        Ok(terms)
+        Ok(())
     }
 
     /// Evaluates `Σₖ cₖ·zₖ` for elements `offset .. offset + out.len()`,
@@ -376,8 +393,7 @@ impl BrownianTree {
         offset: u64,
         out: &mut B::Tensor,
     ) -> Result<()> {
-        let terms = self.increment_terms(s, t)?;
-        self.accumulate_backend(backend, &terms, 1.0, offset, out)
+        self.increment_with(backend, s, t, offset, out, &mut BrownianScratch::new()?)
     }
 
     /// [`BrownianTree::normalized_increment_host`] on a backend tensor, as
@@ -390,42 +406,109 @@ impl BrownianTree {
         offset: u64,
         out: &mut B::Tensor,
     ) -> Result<()> {
-        let scale = normalizer(s, t)?;
-        let terms = self.increment_terms(s, t)?;
-        self.accumulate_backend(backend, &terms, scale, offset, out)
+        let mut scratch = BrownianScratch::new()?;
+        self.normalized_increment_with(backend, s, t, offset, out, &mut scratch)
     }
 
-    fn accumulate_backend<B: Backend>(
+    /// [`BrownianTree::increment`] with caller-owned buffers: the same
+    /// operations and result, and no allocation (for sampling loops).
+    pub fn increment_with<B: Backend>(
         &self,
         backend: &B,
-        terms: &[NodeTerm],
+        s: f64,
+        t: f64,
+        offset: u64,
+        out: &mut B::Tensor,
+        scratch: &mut BrownianScratch,
+    ) -> Result<()> {
+        self.accumulate_with(backend, s, t, 1.0, offset, out, scratch)
+    }
+
+    /// [`BrownianTree::normalized_increment`] with caller-owned buffers:
+    /// the same operations and result, and no allocation.
+    pub fn normalized_increment_with<B: Backend>(
+        &self,
+        backend: &B,
+        s: f64,
+        t: f64,
+        offset: u64,
+        out: &mut B::Tensor,
+        scratch: &mut BrownianScratch,
+    ) -> Result<()> {
+        let scale = normalizer(s, t)?;
+        self.accumulate_with(backend, s, t, scale, offset, out, scratch)
+    }
+
+    /// `out ← scale·(W(t) − W(s))` on the backend (see
+    /// [`BrownianTree::increment`]).
+    #[allow(clippy::too_many_arguments)]
+    fn accumulate_with<B: Backend>(
+        &self,
+        backend: &B,
+        s: f64,
+        t: f64,
         scale: f64,
         offset: u64,
         out: &mut B::Tensor,
+        scratch: &mut BrownianScratch,
     ) -> Result<()> {
+        let BrownianScratch {
+            at_s,
+            at_t,
+            terms,
+            scale: plain,
+            accumulate,
+        } = scratch;
+        self.increment_terms_into(s, t, at_s, at_t, terms)?;
         let Some((first, rest)) = terms.split_first() else {
             // s = t: the increment is zero.
-            let mut zero = LinComb::new(&[Operand::Output(0)], 1)?;
-            zero.set(0, 0, 0.0)?;
             backend.fill_noise(self.node_stream(0), offset, out)?;
-            return backend.lincomb(&zero, &[], &mut [out]);
+            plain.set(0, 0, 0.0)?;
+            return backend.lincomb(plain, &[], &mut [out]);
         };
         backend.fill_noise(self.node_stream(first.node), offset, out)?;
-        let mut plan = LinComb::new(&[Operand::Output(0)], 1)?;
-        plan.set(0, 0, first.coef * scale)?;
         if rest.is_empty() {
-            return backend.lincomb(&plan, &[], &mut [out]);
+            plain.set(0, 0, first.coef * scale)?;
+            return backend.lincomb(plain, &[], &mut [out]);
         }
-        let mut plan = plan.with_noise(self.node_stream(rest[0].node), offset);
         for (i, term) in rest.iter().enumerate() {
-            if i > 0 {
-                plan.set(0, 0, 1.0)?;
-            }
-            plan.set_noise_stream(self.node_stream(term.node), offset)?;
-            plan.set_noise(0, term.coef * scale)?;
-            backend.lincomb(&plan, &[], &mut [&mut *out])?;
+            accumulate.set(0, 0, if i == 0 { first.coef * scale } else { 1.0 })?;
+            accumulate.set_noise_stream(self.node_stream(term.node), offset)?;
+            accumulate.set_noise(0, term.coef * scale)?;
+            backend.lincomb(accumulate, &[], &mut [&mut *out])?;
         }
         Ok(())
+    }
+}
+
+/// Buffers for [`BrownianTree::increment_with`] and
+/// [`BrownianTree::normalized_increment_with`], so that repeated queries
+/// (one per sampler step) allocate nothing: the node terms of a query and
+/// the two fused-step plans that accumulate them. One scratch serves trees
+/// of any depth.
+#[derive(Clone, Debug)]
+pub struct BrownianScratch {
+    at_s: Vec<NodeTerm>,
+    at_t: Vec<NodeTerm>,
+    terms: Vec<NodeTerm>,
+    /// `out ← c·out`.
+    scale: LinComb,
+    /// `out ← c·out + c_z·z`.
+    accumulate: LinComb,
+}
+
+impl BrownianScratch {
+    /// Buffers for up to [`BrownianTree::MAX_DEPTH`] levels.
+    pub fn new() -> Result<Self> {
+        let n = BrownianTree::MAX_DEPTH as usize + 1;
+        Ok(Self {
+            at_s: Vec::with_capacity(n),
+            at_t: Vec::with_capacity(n),
+            terms: Vec::with_capacity(2 * n),
+            scale: LinComb::new(&[Operand::Output(0)], 1)?,
+            accumulate: LinComb::new(&[Operand::Output(0)], 1)?
+                .with_noise(NoiseStream::new(0, 0), 0),
+        })
     }
 }
 

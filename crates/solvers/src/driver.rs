@@ -39,9 +39,39 @@
 //! the one term `√(a² + b²)·z` of the same distribution.
 //!
 //! A source may also hand over a tensor of standard normals
-//! ([`Draw::Tensor`]), for noise that is not a counter-based stream (a
-//! Brownian tree, say); the pass then reads it as its last operand, with
-//! the same arithmetic as the plan's noise term.
+//! ([`Draw::Tensor`]), for noise that is not a counter-based stream; the
+//! pass then reads it as its last operand, with the same arithmetic as the
+//! plan's noise term.
+//!
+//! # Brownian-tree noise
+//!
+//! [`BrownianNoise`] draws the noise of a pass that moves the state from
+//! noise level `σ̃` (variance-exploding, `σ̃ = σ/α`) to `σ̃′` as the
+//! standardised increment of one Brownian path `W` indexed by `σ̃`
+//! (k-diffusion's `BrownianTreeNoiseSampler`, whose time is its σ):
+//!
+//! ```text
+//! z = (W(σ̃′) − W(σ̃)) / √|σ̃′ − σ̃|
+//! ```
+//!
+//! Each such `z` is a standard normal, and the draws of one run are the
+//! increments of a single path: a step split in two sees two increments
+//! that sum (after scaling by `√|Δσ̃|`) to the increment of the whole step,
+//! so the same seed gives samples that converge as the step count grows
+//! instead of changing with it. The path is
+//! [`diffuse_core::brownian::BrownianTree`] on `[0, σ̃_max]` (the largest
+//! level of the grid), keyed by the run's seed, element `i` of a state
+//! whose rows start at row `a` being element `a·L + i` of the path, so
+//! shards and thread counts still do not matter. [`DrawInfo::span`] names
+//! the levels: the step's start level (after any churn) and the level the
+//! pass produces (the next grid level for the update, the stage's level
+//! for a stage input). Draws that are not increments of the reverse
+//! process — churn ([`Method::churn`]) and Langevin corrections
+//! ([`Method::corrector`]) — come from the public stream exactly as with
+//! [`PhiloxNoise`] (k-diffusion draws its churn with `randn` too). The
+//! tree needs one level sequence for the whole batch: on a per-row grid
+//! it is an error. Which source a [`Sampler`] uses is [`NoiseKind`]
+//! (default: [`Method::default_noise`]).
 
 use arrayvec::ArrayVec;
 use diffuse_core::{
@@ -50,13 +80,29 @@ use diffuse_core::{
     SamplingGrid, Solver,
 };
 
+use diffuse_core::brownian::{BrownianScratch, BrownianTree};
+
 use crate::method::{
     Churn, Combination, Langevin, MAX_HISTORY, MAX_STAGES, Method, Prediction, StageLevels,
     StepContext,
 };
 
-/// What a noise source is asked for: one draw of a stochastic run.
+/// What the noise of a draw does in the reverse process.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DrawKind {
+    /// The noise term of a step's pass (a stage input or the update),
+    /// moving the state down from one noise level to another.
+    Step,
+    /// The churn that raises the noise level before a step
+    /// ([`Method::churn`]), alone or folded into the previous step's last
+    /// pass when that pass draws nothing itself.
+    Churn,
+    /// A Langevin correction at a fixed level ([`Method::corrector`]).
+    Correction,
+}
+
+/// What a noise source is asked for: one draw of a stochastic run.
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct DrawInfo {
     /// The draw's number (see the module documentation): 0 before the
     /// first model call, `n + 1` for the pass that consumes model call `n`.
@@ -69,6 +115,25 @@ pub struct DrawInfo {
     pub rows: usize,
     /// Elements per row.
     pub row_len: usize,
+    /// What the draw is for.
+    pub kind: DrawKind,
+    /// For a [`DrawKind::Step`] draw on a shared grid, the noise levels
+    /// `(σ̃, σ̃′)` (variance-exploding, `σ/α`) the pass moves the state
+    /// from and to: the step's start level (after any churn) and the level
+    /// it produces. `None` for other draws, on per-row grids, and for a
+    /// pass that also carries the next step's churn.
+    pub span: Option<(f64, f64)>,
+}
+
+/// Which noise source a [`Sampler`] draws from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum NoiseKind {
+    /// Independent draws of the public noise stream ([`PhiloxNoise`]).
+    #[default]
+    Philox,
+    /// Increments of one Brownian path in `σ̃` ([`BrownianNoise`]), the
+    /// same path whatever the step count.
+    BrownianTree,
 }
 
 /// One draw of standard normals, shaped like the state.
@@ -127,6 +192,148 @@ impl<B: Backend> NoiseSource<B> for PhiloxNoise {
             offset,
         })
     }
+}
+
+/// Brownian-tree noise (module documentation, "Brownian-tree noise"): the
+/// draw of a pass from `σ̃` to `σ̃′` is `(W(σ̃′) − W(σ̃))/√|σ̃′ − σ̃|` for
+/// one Brownian path `W` per element; churn and corrections draw from
+/// the public stream as [`PhiloxNoise`] with the same base would.
+///
+/// Each draw is materialised in a tensor allocated when the source is
+/// built, by `2D + 1` fused passes at most for a tree of depth `D` (one
+/// noise fill, then `out ← out + cₖ·zₖ` per further node; 49 at the
+/// default depth 24), with reused buffers: the sampling loop still
+/// allocates nothing.
+pub struct BrownianNoise<B: Backend> {
+    tree: BrownianTree,
+    fallback: PhiloxNoise,
+    z: B::Tensor,
+    scratch: BrownianScratch,
+}
+
+impl<B: Backend> BrownianNoise<B> {
+    /// The source drawing increments of `tree` into a tensor shaped
+    /// `shape` (the state's), with churn and corrections from
+    /// `PhiloxNoise::new(fallback)`.
+    pub fn new(
+        backend: &B,
+        shape: &[usize],
+        tree: BrownianTree,
+        fallback: NoiseStream,
+    ) -> Result<Self> {
+        Ok(Self {
+            tree,
+            fallback: PhiloxNoise::new(fallback),
+            z: backend.zeros(shape)?,
+            scratch: BrownianScratch::new()?,
+        })
+    }
+
+    /// The source for a run on the shared `grid` of a state shaped
+    /// `shape` with base draw `base`: the tree on `[0, σ̃_max]`, `σ̃_max`
+    /// the largest level `σ/α` of the grid, at
+    /// [`BrownianTree::DEFAULT_DEPTH`], seed `base.seed`, tree number
+    /// `base.stream mod 2²¹` (tree draws are disjoint from the public
+    /// stream's small draw numbers); churn and corrections from `base` as
+    /// [`PhiloxNoise`].
+    pub fn for_grid(
+        backend: &B,
+        shape: &[usize],
+        grid: &SamplingGrid,
+        base: NoiseStream,
+    ) -> Result<Self> {
+        let SamplingGrid::Shared(levels) = grid else {
+            return Err(Error::Unsupported(
+                "Brownian-tree noise on a per-row grid: the path is indexed by one level \
+                 sequence for the whole batch"
+                    .into(),
+            ));
+        };
+        let top = levels
+            .iter()
+            .map(|l| l.marginal.ve_sigma())
+            .filter(|s| s.is_finite())
+            .fold(0.0f64, f64::max);
+        if top <= 0.0 {
+            return Err(Error::InvalidArgument {
+                name: "grid",
+                reason: "Brownian-tree noise needs a grid with a finite positive noise level"
+                    .into(),
+            });
+        }
+        let tree = BrownianTree::new(base.seed, 0.0, top)?
+            .with_tree((base.stream & u64::from(BrownianTree::MAX_TREE)) as u32)?;
+        Self::new(backend, shape, tree, base)
+    }
+
+    /// The Brownian tree the increments come from.
+    pub fn tree(&self) -> &BrownianTree {
+        &self.tree
+    }
+}
+
+impl<B: Backend> NoiseSource<B> for BrownianNoise<B> {
+    fn draw(&mut self, backend: &B, info: DrawInfo) -> Result<Draw<'_, B>> {
+        match (info.kind, info.span) {
+            (DrawKind::Step, Some((from, to))) => {
+                let shape = backend.shape(&self.z);
+                let row_len: usize = shape.iter().skip(1).product();
+                if shape.first() != Some(&info.rows) || row_len != info.row_len {
+                    return Err(Error::ShapeMismatch {
+                        op: "Brownian-tree noise",
+                        expected: vec![info.rows, info.row_len],
+                        found: vec![shape.first().copied().unwrap_or(0), row_len],
+                    });
+                }
+                let offset = info
+                    .first_row
+                    .checked_mul(info.row_len as u64)
+                    .ok_or_else(|| Error::InvalidArgument {
+                        name: "first_row",
+                        reason: format!(
+                            "row {} of rows of {} elements overflows the element index",
+                            info.first_row, info.row_len
+                        ),
+                    })?;
+                self.tree.normalized_increment_with(
+                    backend,
+                    from,
+                    to,
+                    offset,
+                    &mut self.z,
+                    &mut self.scratch,
+                )?;
+                Ok(Draw::Tensor(&self.z))
+            }
+            (DrawKind::Step, None) => Err(Error::Unsupported(format!(
+                "Brownian-tree noise for draw {} (step {}): the pass has no single pair of \
+                 noise levels (a per-row grid, or a step's noise folded with a churn)",
+                info.index, info.step
+            ))),
+            (DrawKind::Churn | DrawKind::Correction, _) => self.fallback.draw(backend, info),
+        }
+    }
+}
+
+/// The noise source of `kind` for a run on `grid` of a state shaped like
+/// `x`, with base draw `base` ([`PhiloxNoise::new`] or
+/// [`BrownianNoise::for_grid`]).
+pub fn noise_source<'a, B: Backend + 'a>(
+    backend: &B,
+    kind: NoiseKind,
+    grid: &SamplingGrid,
+    x: &B::Tensor,
+    base: NoiseStream,
+) -> Result<Box<dyn NoiseSource<B> + 'a>> {
+    Ok(match kind {
+        NoiseKind::Philox => Box::new(PhiloxNoise::new(base)),
+        NoiseKind::BrownianTree => Box::new(BrownianNoise::for_grid(
+            backend,
+            backend.shape(x),
+            grid,
+            base,
+        )?),
+    })
 }
 
 /// What the Langevin corrections need, allocated when the run starts: a
@@ -537,7 +744,7 @@ impl<'a, B: Backend> SolverState<'a, B> {
     /// The churn before the first model call: `start = c_x·x + c_z·z`
     /// (draw 0), read by step 0 in place of `x`.
     fn churn_start(&mut self, backend: &B, x: &B::Tensor) -> Result<()> {
-        let info = self.draw_info(0);
+        let info = self.draw_info(0, DrawKind::Churn, None);
         let name = self.method.name();
         let Self {
             start,
@@ -592,14 +799,37 @@ impl<'a, B: Backend> SolverState<'a, B> {
         Ok(())
     }
 
-    fn draw_info(&self, index: u64) -> DrawInfo {
+    fn draw_info(&self, index: u64, kind: DrawKind, span: Option<(f64, f64)>) -> DrawInfo {
         DrawInfo {
             index,
             step: self.i,
             first_row: self.first_row,
             rows: self.rows,
             row_len: self.row_len,
+            kind,
+            span,
         }
+    }
+
+    /// The levels `(σ̃, σ̃′)` a pass of stage `s` of the current step moves
+    /// the state between on a shared grid: from the step's start level
+    /// (the churned one if the step churned) to the next stage's level, or
+    /// to the next grid level for the update (`last_stage`).
+    fn step_span(&self, s: usize, last_stage: bool) -> Option<(f64, f64)> {
+        if !self.grid.is_shared() {
+            return None;
+        }
+        let levels = self.grid.row(0);
+        let from = match self.churn.first() {
+            Some(c) => c.level,
+            None => *levels.get(self.i)?,
+        };
+        let to = if last_stage {
+            *levels.get(self.i + 1)?
+        } else {
+            *self.stage_levels.first()?.get(s)?
+        };
+        Some((from.marginal.ve_sigma(), to.marginal.ve_sigma()))
     }
 
     /// One Langevin correction at the step's start level (Song et al.
@@ -617,7 +847,7 @@ impl<'a, B: Backend> SolverState<'a, B> {
         x: &mut B::Tensor,
         out: &B::Tensor,
     ) -> Result<()> {
-        let info = self.draw_info(self.nfe as u64);
+        let info = self.draw_info(self.nfe as u64, DrawKind::Correction, None);
         let name = self.method.name();
         let shared = self.grid.is_shared();
         self.maps.clear();
@@ -839,7 +1069,16 @@ impl<'a, B: Backend> SolverState<'a, B> {
         let s = self.stage;
         let name = self.method.name();
         let rows = self.combs.len();
-        let info = self.draw_info(self.nfe as u64);
+        // A pass carrying the next step's churn draws for the churn alone
+        // when the step's own noise is zero; otherwise it is a step's draw
+        // (with no single span if a churn rides on it).
+        let step_noise = self.combs.iter().any(|c| c.noise != 0.0);
+        let info = if fold && !step_noise {
+            self.draw_info(self.nfe as u64, DrawKind::Churn, None)
+        } else {
+            let span = if fold { None } else { self.step_span(s, to_x) };
+            self.draw_info(self.nfe as u64, DrawKind::Step, span)
+        };
         // Operand catalogue: 0 = x_i, 1 = stage_x (x_in of stages ≥ 1),
         // 2 = out, 3.. = P_0..P_{s-1}, then H_1..H_h, then the kept x_{i−1}.
         let n_hist = self.history_len;
@@ -1071,14 +1310,19 @@ fn add_combination(
 /// A [`Method`] run with a model in the loop: implements core's [`Solver`].
 ///
 /// A stochastic method draws from the stream handed to
-/// [`Solver::sample`] through [`PhiloxNoise`]; without one it is an error,
-/// as is a stream for a deterministic method.
+/// [`Solver::sample`] (its seed and base draw), through the source of
+/// [`Sampler::noise`]; without a stream it is an error, as is a stream
+/// for a deterministic method.
 pub struct Sampler<M: Method> {
     /// The method.
     pub method: M,
     /// The first row of the states it samples in the full batch (0 unless
     /// the batch is split into shards; see [`SolverState::with_noise`]).
     pub first_row: usize,
+    /// The noise source; `None` (the default) takes
+    /// [`Method::default_noise`] on a shared grid and [`NoiseKind::Philox`]
+    /// on a per-row grid (which the Brownian tree does not support).
+    pub noise: Option<NoiseKind>,
 }
 
 impl<M: Method> Sampler<M> {
@@ -1087,13 +1331,33 @@ impl<M: Method> Sampler<M> {
         Self {
             method,
             first_row: 0,
+            noise: None,
         }
     }
 
     /// Wraps `method` for a shard that starts at row `first_row` of the
     /// full batch.
     pub fn shard(method: M, first_row: usize) -> Self {
-        Self { method, first_row }
+        Self {
+            method,
+            first_row,
+            noise: None,
+        }
+    }
+
+    /// The same sampler drawing from the source `kind`.
+    pub fn with_noise_kind(mut self, kind: NoiseKind) -> Self {
+        self.noise = Some(kind);
+        self
+    }
+
+    /// The noise source a run on `grid` uses.
+    pub fn noise_kind(&self, grid: &SamplingGrid) -> NoiseKind {
+        match self.noise {
+            Some(kind) => kind,
+            None if grid.is_shared() => self.method.default_noise(),
+            None => NoiseKind::Philox,
+        }
     }
 }
 
@@ -1132,16 +1396,19 @@ impl<M: Method, B: Backend> Solver<B> for Sampler<M> {
                     self.method.name()
                 ),
             }),
-            (true, Some(base)) => run_with_noise(
-                backend,
-                &self.method,
-                model,
-                schedule,
-                grid,
-                x,
-                Box::new(PhiloxNoise::new(base)),
-                self.first_row,
-            ),
+            (true, Some(base)) => {
+                let source = noise_source(backend, self.noise_kind(grid), grid, x, base)?;
+                run_with_noise(
+                    backend,
+                    &self.method,
+                    model,
+                    schedule,
+                    grid,
+                    x,
+                    source,
+                    self.first_row,
+                )
+            }
         }
     }
 }

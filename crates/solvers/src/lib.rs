@@ -76,7 +76,8 @@ pub use diffuse_core::{
     NoiseStream, Operand, Parameterization, Result, SampleReport, SamplingGrid, Solver,
 };
 pub use driver::{
-    Draw, DrawInfo, NoiseSource, PhiloxNoise, Sampler, SolverState, run, run_with_noise,
+    BrownianNoise, Draw, DrawInfo, DrawKind, NoiseKind, NoiseSource, PhiloxNoise, Sampler,
+    SolverState, noise_source, run, run_with_noise,
 };
 pub use method::{
     Churn, Combination, Langevin, MAX_HISTORY, MAX_STAGES, Method, Prediction, StageLevels,

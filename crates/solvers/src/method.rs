@@ -32,6 +32,8 @@
 use arrayvec::ArrayVec;
 use diffuse_core::{Error, Marginal, NoiseLevel, NoiseSchedule, Result};
 
+use crate::driver::NoiseKind;
+
 /// Which estimate a method combines.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Prediction {
@@ -286,5 +288,11 @@ pub trait Method: Send + Sync {
     /// corrections too).
     fn corrects(&self) -> bool {
         false
+    }
+    /// The noise source a [`crate::Sampler`] uses for the method unless
+    /// told otherwise: the public stream's independent draws
+    /// ([`NoiseKind::Philox`]) by default.
+    fn default_noise(&self) -> NoiseKind {
+        NoiseKind::Philox
     }
 }

@@ -6,7 +6,10 @@
 //! correction reduces the score per row with `Backend::reduce_rows` (the
 //! CPU backend collects one vector of block sums per row) and copies the
 //! norms to the host with `Backend::to_host`, which returns a new vector:
-//! `rows + 1` allocations per correction, asserted exactly.
+//! `rows + 1` allocations per correction, asserted exactly. The stochastic
+//! samplers run once with the public stream and, on shared grids, once
+//! with the Brownian-tree source, which materialises each draw in a tensor
+//! and buffers allocated when the source is built: no allocation either.
 //!
 //! The pool has one thread: with more, rayon's work stealing goes through
 //! crossbeam's epoch-based reclamation, which now and then allocates a
@@ -17,10 +20,11 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
+use diffuse_core::BrownianTree;
 use diffuse_solvers::{
-    Affine, Backend, Condition, CpuBackend, Denoiser, LinComb, Marginal, NoiseLevel, NoiseStream,
-    Operand, Parameterization, PhiloxNoise, Result, SamplingGrid, SolverState, by_name,
-    deterministic_names, stochastic_names,
+    Affine, Backend, BrownianNoise, Condition, CpuBackend, Denoiser, LinComb, Marginal, NoiseKind,
+    NoiseLevel, NoiseSource, NoiseStream, Operand, Parameterization, PhiloxNoise, Result,
+    SamplingGrid, SolverState, by_name, deterministic_names, stochastic_names,
 };
 
 /// Counts allocations (from any thread) while `COUNTING` is set.
@@ -174,16 +178,36 @@ fn the_sampling_loop_allocates_nothing() -> Result<()> {
         .into_iter()
         .chain(stochastic_names())
         .collect::<Vec<_>>();
+    let mut tree_runs = 0;
     for &name in &names {
         let method = by_name(name)?;
-        for g in &grids {
+        let runs = grids.iter().flat_map(|g| {
+            let kinds: &[NoiseKind] = if method.stochastic() && g.is_shared() {
+                &[NoiseKind::Philox, NoiseKind::BrownianTree]
+            } else {
+                &[NoiseKind::Philox]
+            };
+            kinds.iter().map(move |&k| (g, k))
+        });
+        for (g, kind) in runs {
             let model = Shrink {
                 plan: std::sync::Mutex::new(LinComb::per_row(&[Operand::Input(0)], 1, rows)?),
             };
             let mut x = backend.upload(&[rows, cols], &init)?;
             let mut out = backend.zeros(&[rows, cols])?;
             let mut state = if method.stochastic() {
-                let noise = Box::new(PhiloxNoise::new(NoiseStream::new(3, 1)));
+                // The tree source allocates its draw tensor and buffers
+                // here. A shallow tree keeps the test fast: the buffers
+                // are sized for the deepest tree whatever the depth.
+                let base = NoiseStream::new(3, 1);
+                let noise: Box<dyn NoiseSource<CpuBackend>> = match kind {
+                    NoiseKind::BrownianTree => {
+                        tree_runs += 1;
+                        let tree = BrownianTree::new(3, 0.0, 10.0)?.with_depth(6)?;
+                        Box::new(BrownianNoise::new(&backend, &[rows, cols], tree, base)?)
+                    }
+                    NoiseKind::Philox => Box::new(PhiloxNoise::new(base)),
+                };
                 SolverState::with_noise(&backend, method.as_ref(), &VpBySigma, g, &x, noise, 0)?
             } else {
                 SolverState::new(&backend, method.as_ref(), &VpBySigma, g, &x)?
@@ -218,7 +242,7 @@ fn the_sampling_loop_allocates_nothing() -> Result<()> {
             assert_eq!(
                 counted,
                 expected,
-                "{name} ({} grid): {counted} allocations in the loop",
+                "{name} ({} grid, {kind:?}): {counted} allocations in the loop",
                 if g.is_shared() { "shared" } else { "per-row" }
             );
             assert!(state.report().nfe >= g.steps());
@@ -227,6 +251,10 @@ fn the_sampling_loop_allocates_nothing() -> Result<()> {
             checked += 1;
         }
     }
-    assert_eq!(checked, 3 * names.len());
+    // Brownian-tree noise on the two shared grids for every stochastic
+    // sampler (per-row grids are refused by the tree source).
+    let stochastic = stochastic_names().len();
+    assert_eq!(tree_runs, 2 * stochastic);
+    assert_eq!(checked, 3 * names.len() + tree_runs);
     Ok(())
 }

@@ -2,7 +2,9 @@
 //! of the batch into shards and any thread count; the noise-free options
 //! reduce to the deterministic methods bit for bit; samplers that agree in
 //! exact arithmetic agree to rounding; a tensor noise source reproduces
-//! the stream; bad options and missing or surplus noise are typed errors.
+//! the stream; bad options and missing or surplus noise are typed errors;
+//! the Brownian-tree source is as independent of shards and threads as
+//! the stream.
 
 use std::sync::Arc;
 
@@ -14,6 +16,7 @@ use diffuse_solvers::{
     NoiseSource, NoiseStream, Parameterization, Pc, PhiloxNoise, Result, Sampler, SamplingGrid,
     SecondOrder, Solver, SolverState, ThirdOrder, by_name, run, run_with_noise, stochastic_names,
 };
+use diffuse_solvers::{NoiseKind, noise_source};
 
 /// x₀-prediction: x̂₀ = out.
 struct Sample;
@@ -472,5 +475,65 @@ fn corrections_count_as_model_evaluations() -> Result<()> {
     sample(&cpu, &Pc::new(0.16, 0)?, &g, &mut a, 0)?;
     sample(&cpu, &diffuse_solvers::EulerMaruyama, &g, &mut b, 0)?;
     assert_eq!(bits(&cpu.to_host(&a)?), bits(&cpu.to_host(&b)?));
+    Ok(())
+}
+
+/// Runs `method` drawing from the Brownian tree of `BASE` on `grid`.
+fn sample_tree(
+    cpu: &CpuBackend,
+    method: &dyn Method,
+    grid: &SamplingGrid,
+    x: &mut diffuse_core::CpuTensor,
+    first_row: usize,
+) -> Result<()> {
+    let m = model();
+    let source = noise_source(cpu, NoiseKind::BrownianTree, grid, x, BASE)?;
+    run_with_noise(cpu, method, &m, &VpBySigma, grid, x, source, first_row).map(|_| ())
+}
+
+/// The Brownian-tree source keeps the guarantee of the stream: for every
+/// stochastic sampler, two threads and any split of the batch into shards
+/// give the same samples bit for bit, on small and on large states. Where
+/// a sampler's only noise is churn (edm), the tree source draws it from
+/// the stream and the samples are those of `PhiloxNoise`; every other
+/// sampler's samples change.
+#[test]
+fn brownian_tree_noise_does_not_depend_on_shards_or_threads() -> Result<()> {
+    let g = grid(6, 10.0, 0.05);
+    let rows = 40;
+    let one = CpuBackend::with_threads(1)?;
+    let two = CpuBackend::with_threads(2)?;
+    for name in stochastic_names() {
+        let method = by_name(name)?;
+        let mut full = start(&one, rows);
+        sample_tree(&one, method.as_ref(), &g, &mut full, 0)?;
+        let full = one.to_host(&full)?;
+        assert!(full.iter().all(|v| v.is_finite()), "{name}");
+        let mut x = start(&two, rows);
+        sample_tree(&two, method.as_ref(), &g, &mut x, 0)?;
+        assert_eq!(bits(&two.to_host(&x)?), bits(&full), "{name}: 2 threads");
+        let init = one.to_host(&start(&one, rows))?;
+        let mut got = Vec::new();
+        for (a, b) in [(0, 15), (15, 31), (31, rows)] {
+            let mut x = one.upload(&[b - a, 2], &init[2 * a..2 * b])?;
+            sample_tree(&one, method.as_ref(), &g, &mut x, a)?;
+            got.extend(one.to_host(&x)?);
+        }
+        assert_eq!(bits(&got), bits(&full), "{name}: shards");
+        let mut stream = start(&one, rows);
+        sample(&one, method.as_ref(), &g, &mut stream, 0)?;
+        let same = bits(&one.to_host(&stream)?) == bits(&full);
+        assert_eq!(same, name == "edm", "{name}: tree vs stream");
+    }
+    // 40 000 rows × 2: passes split into several chunks.
+    let g = grid(3, 10.0, 0.1);
+    let rows = 40_000;
+    for name in ["dpmpp-sde", "euler-ancestral", "pc"] {
+        let method = by_name(name)?;
+        let (mut a, mut b) = (start(&one, rows), start(&two, rows));
+        sample_tree(&one, method.as_ref(), &g, &mut a, 0)?;
+        sample_tree(&two, method.as_ref(), &g, &mut b, 0)?;
+        assert_eq!(bits(&one.to_host(&a)?), bits(&two.to_host(&b)?), "{name}");
+    }
     Ok(())
 }

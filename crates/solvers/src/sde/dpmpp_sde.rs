@@ -11,19 +11,25 @@
 //! each written for the state `x = α·x̃` at its level (`d/σ̃ − 1` as
 //! `expm1(ln d − ln σ̃)`). A step to `σ = 0` is `x′ = α′·x̂₀(x)`.
 //!
-//! **Noise.** k-diffusion draws `z₁` and `z₂` from a Brownian tree over
-//! σ, so `z₂` (the increment over `[σ̃′, σ̃]`) contains `z₁` (the
-//! increment over `[σ̃_s, σ̃]`): their correlation is
-//! `√((σ̃ − σ̃_s)/(σ̃ − σ̃′))`. Here both are independent draws of the
-//! run's noise source (two draws per step). Both are consistent
-//! discretisations of the same reverse SDE; individual samples differ,
-//! and the sampled distributions agree up to the discretisation error. A
-//! Brownian-tree [`crate::NoiseSource`] would restore the correlation.
+//! **Noise.** As in k-diffusion, `z₁` and `z₂` are standardised
+//! increments of one Brownian path `W` over `σ̃` (the Brownian tree,
+//! [`crate::BrownianNoise`]): `z₁ = (W(σ̃_s) − W(σ̃))/√(σ̃ − σ̃_s)` and
+//! `z₂ = (W(σ̃′) − W(σ̃))/√(σ̃ − σ̃′)`, so `z₂` contains `z₁` (their
+//! correlation is `√((σ̃ − σ̃_s)/(σ̃ − σ̃′))`), and with a fixed seed the
+//! samples converge as the step count grows rather than changing with it.
+//! This is the method's [`Method::default_noise`], which a
+//! [`crate::Sampler`] uses on a shared grid; any other
+//! [`crate::NoiseSource`] can drive it instead (with independent draws
+//! of [`crate::PhiloxNoise`] it is an equally consistent discretisation of
+//! the same reverse SDE, with other individual samples; callers of
+//! [`crate::run_with_noise`] choose the source themselves).
+//!
 //! With `η = 0` and `r = 1/2` the sampler is [`crate::DpmPp2S`].
 
 use diffuse_core::{Error, NoiseLevel, Result};
 
 use super::{ancestral, non_negative, ve};
+use crate::driver::NoiseKind;
 use crate::method::{Combination, Method, Prediction, StageLevels, StepContext, stage_levels};
 use crate::ode::DpmPp2S;
 
@@ -100,6 +106,10 @@ impl Method for DpmPpSde {
     }
     fn stochastic(&self) -> bool {
         true
+    }
+    /// The Brownian tree, as k-diffusion's `sample_dpmpp_sde`.
+    fn default_noise(&self) -> NoiseKind {
+        NoiseKind::BrownianTree
     }
     fn stages(&self, ctx: &StepContext<'_>) -> Result<StageLevels> {
         self.check()?;

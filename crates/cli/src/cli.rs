@@ -152,6 +152,29 @@ pub struct SampleArgs {
     /// trained networks run on the CPU for now).
     #[arg(long, default_value = "cpu")]
     pub device: crate::device::Device,
+    /// Sample class C of a labelled mixture (its JSON "labels"); --guidance
+    /// then guides toward it.
+    #[arg(long, conflicts_with = "model", value_name = "C")]
+    pub class: Option<u32>,
+    /// Classifier-free guidance scale s: out = uncond + s·(cond − uncond),
+    /// so 1 is plain conditional sampling (default) and 0 unconditional.
+    #[arg(long, requires = "class", value_name = "S")]
+    pub guidance: Option<f64>,
+    /// Guide only where σ/α lies in (LO, HI] (guidance interval); plain
+    /// conditional prediction elsewhere.
+    #[arg(long, requires = "guidance", value_name = "LO,HI")]
+    pub guidance_interval: Option<String>,
+    /// Guidance rescale φ in [0, 1] (0 = off).
+    #[arg(long, requires = "guidance", value_name = "PHI")]
+    pub guidance_rescale: Option<f64>,
+    /// Dynamic thresholding of the data estimate x̂₀: the P-quantile of
+    /// |x̂₀| per sample, clamped to [1, MAX] (default MAX 1), bounds and
+    /// divides x̂₀.
+    #[arg(long, conflicts_with_all = ["model", "clip"], value_name = "P[,MAX]")]
+    pub threshold: Option<String>,
+    /// Clip the data estimate x̂₀ to [−C, C].
+    #[arg(long, conflicts_with = "model", value_name = "C")]
+    pub clip: Option<f64>,
     /// Output format of the summary.
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,

@@ -5,8 +5,12 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 
+use diffuse_core::{Backend, Denoiser};
 use diffuse_nets::{GaussianMixture, GmmDenoiser};
-use diffuse_train::{SampleSpec, TrainedModel, sample_on, sample_with, schedule_by_name, score};
+use diffuse_solvers::guidance::{
+    ClassifierFree, Conditioning, GuidanceInterval, Threshold, Thresholded,
+};
+use diffuse_train::{SampleSpec, TrainedModel, sample_on, schedule_by_name, score};
 use ndarray::Array2;
 use ndarray_npy::WriteNpyExt;
 use serde::Serialize;
@@ -47,6 +51,101 @@ pub fn points(x: &Array2<f32>) -> Vec<[f64; 2]> {
         .collect()
 }
 
+/// The guidance and corrections asked for on the command line.
+#[derive(Clone, Copy, Debug, Default)]
+struct Guidance {
+    /// The class sampled (`--class`).
+    class: Option<u32>,
+    /// Classifier-free guidance scale (`--guidance`, 1 by default).
+    scale: f64,
+    /// `--guidance-interval`.
+    interval: Option<GuidanceInterval>,
+    /// `--guidance-rescale` (0 = off).
+    rescale: f64,
+    /// `--threshold` or `--clip`.
+    threshold: Option<Threshold>,
+}
+
+/// Parses `A,B` into two numbers.
+fn pair(flag: &str, text: &str) -> CliResult<(f64, Option<f64>)> {
+    let bad = || CliError::Usage(format!("{flag} '{text}': expected a number or two, A,B"));
+    let mut parts = text.split(',');
+    let a = parts
+        .next()
+        .and_then(|p| p.trim().parse::<f64>().ok())
+        .ok_or_else(bad)?;
+    let b = match parts.next() {
+        Some(p) => Some(p.trim().parse::<f64>().map_err(|_| bad())?),
+        None => None,
+    };
+    if parts.next().is_some() {
+        return Err(bad());
+    }
+    Ok((a, b))
+}
+
+impl Guidance {
+    fn from_args(args: &SampleArgs) -> CliResult<Self> {
+        let interval = match &args.guidance_interval {
+            Some(text) => match pair("--guidance-interval", text)? {
+                (lo, Some(hi)) => Some(GuidanceInterval::new(lo, hi)?),
+                (_, None) => {
+                    return Err(CliError::Usage(format!(
+                        "--guidance-interval '{text}': expected LO,HI"
+                    )));
+                }
+            },
+            None => None,
+        };
+        let threshold = match (&args.threshold, args.clip) {
+            (Some(text), _) => {
+                let (p, max) = pair("--threshold", text)?;
+                Some(Threshold::dynamic(p, max.unwrap_or(1.0))?)
+            }
+            (None, Some(c)) => Some(Threshold::clip(c)?),
+            (None, None) => None,
+        };
+        Ok(Self {
+            class: args.class,
+            scale: args.guidance.unwrap_or(1.0),
+            interval,
+            rescale: args.guidance_rescale.unwrap_or(0.0),
+            threshold,
+        })
+    }
+
+    /// Samples `model` on `backend` with these corrections wrapped around
+    /// it: classifier-free guidance toward the class, then thresholding of
+    /// the (guided) data estimate, as Imagen orders them.
+    fn sample<B: Backend>(
+        &self,
+        backend: &B,
+        model: &dyn Denoiser<B>,
+        schedule: &diffuse_schedules::Builtin,
+        spec: &SampleSpec,
+    ) -> CliResult<(Array2<f32>, diffuse_core::SampleReport)> {
+        let labels: Vec<Option<u32>>;
+        let guided;
+        let thresholded;
+        let mut model = model;
+        if let Some(class) = self.class {
+            labels = vec![Some(class); spec.n];
+            let mut cfg = ClassifierFree::new(model, Conditioning::Class(&labels), self.scale)?
+                .rescale(self.rescale)?;
+            if let Some(interval) = self.interval {
+                cfg = cfg.interval(interval);
+            }
+            guided = cfg;
+            model = &guided;
+        }
+        if let Some(threshold) = self.threshold {
+            thresholded = Thresholded::new(model, threshold)?;
+            model = &thresholded;
+        }
+        Ok(sample_on(backend, model, schedule, spec)?)
+    }
+}
+
 /// Samples the exact mixture denoiser on CUDA device `ordinal`: the same
 /// solver loop as on the CPU, with the mixture kernel in it. A failure the
 /// kernel recorded on the device (a non-finite state or output) is reported
@@ -57,7 +156,15 @@ fn sample_gmm_cuda(
     param: Arc<dyn diffuse_core::Parameterization>,
     schedule: &diffuse_schedules::Builtin,
     spec: &SampleSpec,
+    guidance: &Guidance,
 ) -> CliResult<(Array2<f32>, diffuse_core::SampleReport)> {
+    if guidance.class.is_some() {
+        return Err(CliError::Usage(
+            "--class: class-conditional mixtures run on the CPU only for now (the mixture \
+             kernel has no labels); use --device cpu"
+                .into(),
+        ));
+    }
     let gpu = diffuse_cuda::CudaBackend::new(ordinal)?;
     let model = diffuse_cuda::CudaGmmDenoiser::new(
         &gpu,
@@ -66,9 +173,9 @@ fn sample_gmm_cuda(
         mixture.stds(),
         param,
     )?;
-    let result = sample_on(&gpu, &model, schedule, spec);
+    let result = guidance.sample(&gpu, &model, schedule, spec);
     model.check(&gpu)?;
-    Ok(result?)
+    result
 }
 
 pub fn run(args: &SampleArgs) -> CliResult<()> {
@@ -114,10 +221,16 @@ pub fn run(args: &SampleArgs) -> CliResult<()> {
             let schedule = schedule_by_name(args.schedule.as_deref().unwrap_or("cosine"))?;
             let param: Arc<dyn diffuse_core::Parameterization> =
                 Arc::from(diffuse_param::by_name("x0")?);
+            let guidance = Guidance::from_args(args)?;
             let (x, report) = match args.device {
-                Device::Cpu => sample_with(&GmmDenoiser::new(mixture, param), &schedule, &spec)?,
+                Device::Cpu => guidance.sample(
+                    &diffuse_core::CpuBackend::new(),
+                    &GmmDenoiser::new(mixture, param),
+                    &schedule,
+                    &spec,
+                )?,
                 Device::Cuda(ordinal) => {
-                    sample_gmm_cuda(ordinal, &mixture, param, &schedule, &spec)?
+                    sample_gmm_cuda(ordinal, &mixture, param, &schedule, &spec, &guidance)?
                 }
             };
             (x, report, None)

@@ -5,7 +5,9 @@
 //! sampling range (`t_start`, noisy, to `t_end`, clean) on a
 //! [`TimeGrid`] (uniform in log-SNR by default), starts from
 //! `x_T = σ(t_start)·z` with `z` from `NoiseStream(seed, 0)`, and gives a
-//! stochastic solver the base stream `(seed, 1)`.
+//! stochastic solver the base stream `(seed, 1)` through the sampler's
+//! default noise source (independent draws, or the Brownian tree for
+//! `dpmpp-sde`).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -18,7 +20,7 @@ use diffuse_nets::checkpoint::Checkpoint;
 use diffuse_nets::{DenoiserNet, NetDenoiser, load_net};
 use diffuse_schedules::Builtin;
 use diffuse_schedules::TimeGrid;
-use diffuse_solvers::{DdimEta, Method, PhiloxNoise, by_name, run, run_with_noise};
+use diffuse_solvers::{DdimEta, Method, by_name, noise_source, run, run_with_noise};
 use ndarray::Array2;
 
 use crate::TrainError;
@@ -117,16 +119,8 @@ pub fn sample_on<B: Backend>(
             seed: spec.seed,
             stream: 1,
         };
-        run_with_noise(
-            backend,
-            &*method,
-            model,
-            sched,
-            &grid,
-            &mut x,
-            Box::new(PhiloxNoise::new(base)),
-            0,
-        )?
+        let noise = noise_source(backend, method.default_noise(), &grid, &x, base)?;
+        run_with_noise(backend, &*method, model, sched, &grid, &mut x, noise, 0)?
     } else {
         run(backend, &*method, model, sched, &grid, &mut x)?
     };

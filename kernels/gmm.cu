@@ -20,7 +20,7 @@
 // with double precision is reduce.cu), in the operation order of
 // GaussianMixture::posterior_mean_noisy, with the logarithm and exponential
 // written below from + - * / and bit operations only (fdlibm's algorithms,
-// ported literally to Rust in crates/nets/src/gmm.rs). With no contraction
+// as the Rust libm crate that the CPU reference calls has them). With no contraction
 // (--fmad=false, -ffp-contract=off) the result is the CPU's bit for bit.
 //
 // Launch shape: one thread per batch row in a grid-stride loop (rows x

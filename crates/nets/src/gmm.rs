@@ -506,9 +506,12 @@ impl GaussianMixture {
 
     /// The general case `α > 0`, `σ > 0` of `posterior_mean_into`.
     ///
-    /// The logarithm and exponential are [`ln64`] and [`exp64`] (IEEE
+    /// The logarithm and exponential are the `libm` crate's (fdlibm's
+    /// `e_log.c` and `e_exp.c`, written with IEEE `+ − × ÷` and bit
     /// operations only), and the operation order is the one the CUDA kernel
-    /// `kernels/gmm.cu` spells out, so the GPU path gives the same bits.
+    /// `kernels/gmm.cu` spells out: the kernel carries the same two
+    /// algorithms, so the GPU path gives the same bits (a platform math
+    /// library's `ln` and `exp` differ from the GPU's in the last bit).
     fn posterior_mean_noisy(
         &self,
         x: &[f64],
@@ -535,7 +538,7 @@ impl GaussianMixture {
                     r * r
                 })
                 .sum();
-            let log_r = self.log_weights[j] - half_d * (LN_2PI + ln64(v)) - dist2 / (2.0 * v);
+            let log_r = self.log_weights[j] - half_d * (LN_2PI + libm::log(v)) - dist2 / (2.0 * v);
             if !log_r.is_finite() {
                 return Err(Error::NonFinite(format!(
                     "GaussianMixture::posterior_mean: log responsibility {log_r} of component \
@@ -543,12 +546,12 @@ impl GaussianMixture {
                 )));
             }
             if log_r > max {
-                let scale = exp64(max - log_r);
+                let scale = libm::exp(max - log_r);
                 out.iter_mut().for_each(|o| *o *= scale);
                 total *= scale;
                 max = log_r;
             }
-            let r = exp64(log_r - max);
+            let r = libm::exp(log_r - max);
             total += r;
             let gain = a * var / v;
             for ((o, &xi), &mi) in out.iter_mut().zip(x).zip(mu) {
@@ -751,122 +754,6 @@ fn finite_or_error(op: &str, m: Marginal, values: &[f64]) -> Result<()> {
         )));
     }
     Ok(())
-}
-
-/// `f64` from its bit pattern (constants below are written as bits).
-const fn f64_bits(u: u64) -> f64 {
-    f64::from_bits(u)
-}
-
-/// `ln x` from IEEE-754 `+ − × ÷` and bit operations only (fdlibm `e_log.c`,
-/// Sun Microsystems 1993, with musl's reduction), identical to `df_ln64` in
-/// `kernels/gmm.cu` operation for operation, so the CPU and the GPU agree
-/// bit for bit (a math library's `ln` differs between the two by an ulp).
-///
-/// For positive normal `x = 2ᵏ·(1 + f)` with `1 + f ∈ [√2/2, √2)`:
-/// `s = f/(2 + f)`, `z = s²`, `w = z²`,
-/// `R = z·(Lg1 + w·(Lg3 + w·(Lg5 + w·Lg7))) + w·(Lg2 + w·(Lg4 + w·Lg6))`,
-/// `ln x = (((s·(f²/2 + R) + k·ln2_lo) − f²/2) + f) + k·ln2_hi`.
-/// Subnormals are scaled by 2⁵⁴ first; `ln 0 = −∞`, `ln(+∞) = +∞`, NaN for
-/// negative or NaN input. Error below 1 ulp.
-pub(crate) fn ln64(x: f64) -> f64 {
-    const LN2_HI: f64 = f64_bits(0x3fe6_2e42_fee0_0000);
-    const LN2_LO: f64 = f64_bits(0x3dea_39ef_3579_3c76);
-    const TWO54: f64 = f64_bits(0x4350_0000_0000_0000);
-    const LG1: f64 = f64_bits(0x3fe5_5555_5555_5593);
-    const LG2: f64 = f64_bits(0x3fd9_9999_9997_fa04);
-    const LG3: f64 = f64_bits(0x3fd2_4924_9422_9359);
-    const LG4: f64 = f64_bits(0x3fcc_71c5_1d8e_78af);
-    const LG5: f64 = f64_bits(0x3fc7_4664_96cb_03de);
-    const LG6: f64 = f64_bits(0x3fc3_9a09_d078_c69f);
-    const LG7: f64 = f64_bits(0x3fc2_f112_df3e_5244);
-    if x.is_nan() || x < 0.0 {
-        return f64::NAN;
-    }
-    if x == 0.0 {
-        return f64::NEG_INFINITY;
-    }
-    if x.is_infinite() {
-        return x;
-    }
-    let mut k: i32 = 0;
-    let mut u = x.to_bits();
-    if u >> 52 == 0 {
-        k = -54;
-        u = (x * TWO54).to_bits();
-    }
-    let mut hx = (u >> 32) as u32;
-    hx = hx.wrapping_add(0x3ff0_0000 - 0x3fe6_a09e);
-    k += (hx >> 20) as i32 - 0x3ff;
-    hx = (hx & 0x000f_ffff) + 0x3fe6_a09e;
-    u = (u64::from(hx) << 32) | (u & 0xffff_ffff);
-    let f = f64::from_bits(u) - 1.0;
-    let hfsq = 0.5 * f * f;
-    let s = f / (2.0 + f);
-    let z = s * s;
-    let w = z * z;
-    let t1 = w * (LG2 + w * (LG4 + w * LG6));
-    let t2 = z * (LG1 + w * (LG3 + w * (LG5 + w * LG7)));
-    let r = t2 + t1;
-    let dk = f64::from(k);
-    s * (hfsq + r) + dk * LN2_LO - hfsq + f + dk * LN2_HI
-}
-
-/// `eˣ` from IEEE-754 `+ − × ÷` and bit operations only (fdlibm `e_exp.c`,
-/// Sun Microsystems 1993), identical to `df_exp64` in `kernels/gmm.cu`.
-///
-/// `x = k·ln2 + r` with `k = trunc(x/ln2 ± 1/2)`, `r = hi − lo`
-/// (`hi = x − k·ln2_hi`, exact, and `lo = k·ln2_lo`);
-/// `c = r − r²·(P1 + r²·(P2 + r²·(P3 + r²·(P4 + r²·P5))))`,
-/// `eʳ = 1 − ((lo − r·c/(2 − c)) − hi)`, then `2ᵏ` by adding `k` to the
-/// exponent (through `2⁻¹⁰⁰⁰` for subnormal results). `1 + x` below 2⁻²⁸
-/// in magnitude; `+∞` above ln(f64::MAX), 0 below the underflow threshold
-/// (so `e^(−∞) = 0`); NaN stays NaN. Error below 1 ulp.
-pub(crate) fn exp64(x: f64) -> f64 {
-    const O_THRESHOLD: f64 = f64_bits(0x4086_2e42_fefa_39ef);
-    const U_THRESHOLD: f64 = f64_bits(0xc087_4910_d52d_3051);
-    const LN2_HI: f64 = f64_bits(0x3fe6_2e42_fee0_0000);
-    const LN2_LO: f64 = f64_bits(0x3dea_39ef_3579_3c76);
-    const INV_LN2: f64 = f64_bits(0x3ff7_1547_652b_82fe);
-    const TWOM1000: f64 = f64_bits(0x0170_0000_0000_0000);
-    const P1: f64 = f64_bits(0x3fc5_5555_5555_553e);
-    const P2: f64 = f64_bits(0xbf66_c16c_16be_bd93);
-    const P3: f64 = f64_bits(0x3f11_566a_af25_de2c);
-    const P4: f64 = f64_bits(0xbebb_bd41_c5d2_6bf1);
-    const P5: f64 = f64_bits(0x3e66_3769_72be_a4d0);
-    if x.is_nan() {
-        return x;
-    }
-    if x > O_THRESHOLD {
-        return f64::INFINITY;
-    }
-    if x < U_THRESHOLD {
-        return 0.0;
-    }
-    let hx = ((x.to_bits() >> 32) as u32) & 0x7fff_ffff;
-    let mut k: i32 = 0;
-    let mut hi = x;
-    let mut lo = 0.0;
-    if hx > 0x3fd6_2e42 {
-        k = (INV_LN2 * x + if x < 0.0 { -0.5 } else { 0.5 }) as i32;
-        let t = f64::from(k);
-        hi = x - t * LN2_HI;
-        lo = t * LN2_LO;
-    } else if hx < 0x3e30_0000 {
-        return 1.0 + x;
-    }
-    let r = hi - lo;
-    let t = r * r;
-    let c = r - t * (P1 + t * (P2 + t * (P3 + t * (P4 + t * P5))));
-    if k == 0 {
-        return 1.0 - ((r * c) / (c - 2.0) - r);
-    }
-    let y = 1.0 - ((lo - (r * c) / (2.0 - c)) - hi);
-    if k >= -1021 {
-        f64::from_bits(y.to_bits().wrapping_add((i64::from(k) as u64) << 52))
-    } else {
-        f64::from_bits(y.to_bits().wrapping_add((i64::from(k + 1000) as u64) << 52)) * TWOM1000
-    }
 }
 
 fn json_kind(v: &Value) -> &'static str {
@@ -1361,82 +1248,5 @@ impl<B: Backend> Denoiser<B> for GmmDenoiser {
             )?;
         let tensor = backend.upload(&shape, &result)?;
         backend.copy(&tensor, out)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{exp64, ln64};
-
-    /// Distance in units in the last place between two finite doubles of
-    /// one sign.
-    fn ulps(a: f64, b: f64) -> u64 {
-        a.to_bits().abs_diff(b.to_bits())
-    }
-
-    /// A reproducible stream of u64 (SplitMix64).
-    fn stream(mut s: u64) -> impl FnMut() -> u64 {
-        move || {
-            s = s.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = s;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^ (z >> 31)
-        }
-    }
-
-    #[test]
-    fn ln64_is_within_one_ulp_of_the_math_library() {
-        let mut next = stream(1);
-        let mut worst = 0;
-        for i in 0..200_000 {
-            // Every positive finite double (random bits), and near 1.
-            let x = if i % 2 == 0 {
-                f64::from_bits(next() >> 1)
-            } else {
-                1.0 + (next() >> 11) as f64 * 2f64.powi(-53) - 0.5
-            };
-            if !(x > 0.0 && x.is_finite()) {
-                continue;
-            }
-            let (a, b) = (ln64(x), x.ln());
-            let d = if a == b { 0 } else { ulps(a, b) };
-            assert!(d <= 1, "ln64({x:e}) = {a:e}, ln = {b:e} ({d} ulp)");
-            worst = worst.max(d);
-        }
-        assert_eq!(ln64(1.0), 0.0);
-        assert_eq!(ln64(0.0), f64::NEG_INFINITY);
-        assert_eq!(ln64(f64::INFINITY), f64::INFINITY);
-        assert!(ln64(-1.0).is_nan() && ln64(f64::NAN).is_nan());
-        assert!(
-            ulps(
-                ln64(f64::MIN_POSITIVE / 8.0),
-                (f64::MIN_POSITIVE / 8.0).ln()
-            ) <= 1
-        );
-        assert!(worst <= 1);
-    }
-
-    #[test]
-    fn exp64_is_within_one_ulp_of_the_math_library() {
-        let mut next = stream(2);
-        for i in 0..200_000 {
-            // Uniform over [−745, 709.7] and over [−1, 1].
-            let u = (next() >> 11) as f64 * 2f64.powi(-53);
-            let x = if i % 2 == 0 {
-                -745.0 + u * (709.7 + 745.0)
-            } else {
-                2.0 * u - 1.0
-            };
-            let (a, b) = (exp64(x), x.exp());
-            let d = if a == b { 0 } else { ulps(a, b) };
-            assert!(d <= 1, "exp64({x:e}) = {a:e}, exp = {b:e} ({d} ulp)");
-        }
-        assert_eq!(exp64(0.0), 1.0);
-        assert_eq!(exp64(f64::NEG_INFINITY), 0.0);
-        assert_eq!(exp64(-800.0), 0.0);
-        assert_eq!(exp64(710.0), f64::INFINITY);
-        assert!(exp64(f64::NAN).is_nan());
-        assert_eq!(exp64(1e-300), 1.0);
     }
 }

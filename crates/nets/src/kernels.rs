@@ -264,13 +264,26 @@ const PIO2_HI: f64 = f64::from_bits(0x3ff9_21fb_5440_0000); // 1.570796326734125
 const PIO2_MID: f64 = f64::from_bits(0x3dd0_b461_1a60_0000); // 6.077100506303966e-11
 const PIO2_LO: f64 = f64::from_bits(0x3ba3_198a_2e03_7073); // 2.0222662487959506e-21
 
+/// `Σ_{i<8} c_i·zⁱ` by Estrin's scheme with fused multiply–adds:
+/// `((c₀ + c₁z) + (c₂ + c₃z)·z²) + ((c₄ + c₅z) + (c₆ + c₇z)·z²)·z⁴`, three
+/// dependent levels instead of Horner's seven multiply–add pairs.
+#[inline(always)]
+fn poly8(z: f64, c: [f64; 8]) -> f64 {
+    let z2 = z * z;
+    let z4 = z2 * z2;
+    let lo = z2.mul_add(z.mul_add(c[3], c[2]), z.mul_add(c[1], c[0]));
+    let hi = z2.mul_add(z.mul_add(c[7], c[6]), z.mul_add(c[5], c[4]));
+    z4.mul_add(hi, lo)
+}
+
 /// `(sin a, cos a)` in f64, branch-free, for `|a| < 2²⁰·π/2 ≈ 1.6e6`.
 ///
 /// Reduction `a = q·π/2 + r`, `|r| ≤ π/4`, with a three-part π/2; then the
 /// Taylor polynomials `sin r = r − r³/3! + … − r¹⁵/15!` and
 /// `cos r = 1 − r²/2! + … − r¹⁴/14!` (truncation below 4e-15 on
-/// `|r| ≤ π/4`), and the quadrant `q mod 4` rotates the pair. Accurate to a
-/// few f64 ulps, far below the f32 rounding of the embeddings.
+/// `|r| ≤ π/4`; polynomials in `z = r²`, evaluated by [`poly8`]), and the
+/// quadrant `q mod 4` rotates the pair. Accurate to a few f64 ulps, far
+/// below the f32 rounding of the embeddings.
 #[inline(always)]
 pub(crate) fn sincos_f64(a: f64) -> (f64, f64) {
     let shifted = a * TWO_OVER_PI + ROUND_F64;
@@ -278,21 +291,32 @@ pub(crate) fn sincos_f64(a: f64) -> (f64, f64) {
     let qi = shifted.to_bits().wrapping_sub(ROUND_F64.to_bits());
     let r = ((a - q * PIO2_HI) - q * PIO2_MID) - q * PIO2_LO;
     let z = r * r;
-    let ps = 1.0
-        + z * (-1.0 / 6.0
-            + z * (1.0 / 120.0
-                + z * (-1.0 / 5040.0
-                    + z * (1.0 / 362_880.0
-                        + z * (-1.0 / 39_916_800.0
-                            + z * (1.0 / 6_227_020_800.0 + z * (-1.0 / 1_307_674_368_000.0)))))));
-    let s = r * ps;
-    let c = 1.0
-        + z * (-0.5
-            + z * (1.0 / 24.0
-                + z * (-1.0 / 720.0
-                    + z * (1.0 / 40_320.0
-                        + z * (-1.0 / 3_628_800.0
-                            + z * (1.0 / 479_001_600.0 + z * (-1.0 / 87_178_291_200.0)))))));
+    let s = r * poly8(
+        z,
+        [
+            1.0,
+            -1.0 / 6.0,
+            1.0 / 120.0,
+            -1.0 / 5040.0,
+            1.0 / 362_880.0,
+            -1.0 / 39_916_800.0,
+            1.0 / 6_227_020_800.0,
+            -1.0 / 1_307_674_368_000.0,
+        ],
+    );
+    let c = poly8(
+        z,
+        [
+            1.0,
+            -0.5,
+            1.0 / 24.0,
+            -1.0 / 720.0,
+            1.0 / 40_320.0,
+            -1.0 / 3_628_800.0,
+            1.0 / 479_001_600.0,
+            -1.0 / 87_178_291_200.0,
+        ],
+    );
     // Odd quadrants swap sine and cosine (a bit-mask select, so the loop
     // stays branch-free); signs flip by exact bit operations.
     let odd = 0u64.wrapping_sub(qi & 1);

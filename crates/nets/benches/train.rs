@@ -3,8 +3,8 @@
 //! forward pass of the same network on 65 536 points.
 //!
 //! The `gemm` group times, alone and single-threaded, the matrix products
-//! one 512-row shard of that step runs, with the strides the layers use;
-//! criterion's element rate is the product's floating-point rate
+//! one shard (`SHARD_ROWS` rows) of that step runs, with the strides the
+//! layers use; criterion's element rate is the product's floating-point rate
 //! (`Gelem/s` = GFLOP/s, two per multiply–add).
 //!
 //! Run with `cargo bench -p diffuse-nets --bench train`.

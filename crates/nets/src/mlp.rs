@@ -42,7 +42,14 @@ use crate::layers::{Layer, LayerNorm, Linear, LinearSilu, ResidualBlock, Sequent
 use crate::params::{ParamBuilder, ParamLayout, ParamStore};
 
 /// Rows per shard of a batch (the unit of parallel work).
-pub const SHARD_ROWS: usize = 512;
+///
+/// Each shard has its own gradient buffer (zeroed, then summed with the
+/// others in shard order) and packs the weights for its own matrix
+/// products; the products themselves run at the same rate from 256 to
+/// 2048 rows. 1024 rows (four shards for the reference batch of 4096)
+/// measured about 1% less CPU time per training step than 512, and still
+/// leaves work to steal on two cores.
+pub const SHARD_ROWS: usize = 1024;
 
 /// The class-conditioning part of a [`NetConfig`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

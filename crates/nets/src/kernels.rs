@@ -254,6 +254,185 @@ pub(crate) fn scale_rows_and_sum(dy: &[f32], d: &mut [f32], acc: &mut [f32]) {
     scale_rows_and_sum_body(dy, d, acc);
 }
 
+/// Below this many output columns, a linear layer's products run as the
+/// row-wise kernels below instead of GEMM: the GEMM's register tile is 16
+/// by 6, so a product with two output columns (the data dimension of the
+/// reference model) wastes most of it.
+pub(crate) const NARROW_OUT: usize = 4;
+
+/// The 32 partial sums of [`dot_body`] → `Σ a_i·b_i`: the tail (fewer than
+/// 32 elements) goes into the first partial sums, then they are combined
+/// pairwise, halving the width each round.
+#[inline(always)]
+fn dot_finish(mut acc: [f32; 32], at: &[f32], bt: &[f32]) -> f32 {
+    for (i, (x, y)) in at.iter().zip(bt).enumerate() {
+        acc[i] += x * y;
+    }
+    let mut width = 16;
+    while width > 0 {
+        for i in 0..width {
+            acc[i] += acc[i + width];
+        }
+        width /= 2;
+    }
+    acc[0]
+}
+
+/// `Σ a_i·b_i` over equal-length slices with 32 partial sums (partial sum
+/// `i` takes the elements `i mod 32` of the whole 32-blocks), finished by
+/// [`dot_finish`]. No fused multiply–adds.
+#[inline(always)]
+fn dot_body(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 32];
+    let (ac, bc) = (a.chunks_exact(32), b.chunks_exact(32));
+    let (at, bt) = (ac.remainder(), bc.remainder());
+    for (x, y) in ac.zip(bc) {
+        for i in 0..32 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    dot_finish(acc, at, bt)
+}
+
+/// [`dot_body`] with the partial sums in four AVX registers (the same
+/// operations in the same order, so the same bits).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
+    use std::arch::x86_64::{
+        __m256, _mm256_add_ps, _mm256_loadu_ps, _mm256_mul_ps, _mm256_setzero_ps, _mm256_storeu_ps,
+    };
+    let (ac, bc) = (a.chunks_exact(32), b.chunks_exact(32));
+    let (at, bt) = (ac.remainder(), bc.remainder());
+    let mut acc: [__m256; 4] = [_mm256_setzero_ps(); 4];
+    for (x, y) in ac.zip(bc) {
+        for (c, v) in acc.iter_mut().enumerate() {
+            // SAFETY: `x` and `y` hold 32 floats, so 8 from `8c` are in
+            // bounds (unaligned loads).
+            let (xv, yv) = unsafe {
+                (
+                    _mm256_loadu_ps(x.as_ptr().add(8 * c)),
+                    _mm256_loadu_ps(y.as_ptr().add(8 * c)),
+                )
+            };
+            *v = _mm256_add_ps(*v, _mm256_mul_ps(xv, yv));
+        }
+    }
+    let mut out = [0.0f32; 32];
+    for (c, v) in acc.iter().enumerate() {
+        // SAFETY: `out` holds 32 floats; 8 from `8c` are in bounds.
+        unsafe { _mm256_storeu_ps(out.as_mut_ptr().add(8 * c), *v) };
+    }
+    dot_finish(out, at, bt)
+}
+
+/// `y[r, j] = b[j] + Σ_i x[r, i]·w[j, i]` (`b` = 0 without a bias); `x` is
+/// `rows × k`, `w` is `n × k`, `y` is `rows × n`, all row-major.
+#[inline(always)]
+fn narrow_forward_body(
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+    k: usize,
+    dot: impl Fn(&[f32], &[f32]) -> f32,
+) {
+    let n = w.len() / k;
+    for (xr, yr) in x.chunks_exact(k).zip(y.chunks_exact_mut(n)) {
+        for (j, (yv, wr)) in yr.iter_mut().zip(w.chunks_exact(k)).enumerate() {
+            let d = dot(xr, wr);
+            *yv = match bias {
+                Some(b) => b[j] + d,
+                None => d,
+            };
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn narrow_forward_avx2(x: &[f32], w: &[f32], bias: Option<&[f32]>, y: &mut [f32], k: usize) {
+    // The closure inherits this function's target features, so calling
+    // `dot_avx2` from it is safe.
+    narrow_forward_body(x, w, bias, y, k, |a, b| dot_avx2(a, b));
+}
+
+/// Forward product of a linear layer with few outputs (see [`NARROW_OUT`]):
+/// `y = x·wᵀ + b`, with `x` `rows × k`, `w` `n × k`, `y` `rows × n`,
+/// row-major and contiguous (`k > 0`).
+pub(crate) fn narrow_forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, y: &mut [f32], k: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2_fma() {
+        // SAFETY: the CPU supports AVX2 and FMA.
+        unsafe { narrow_forward_avx2(x, w, bias, y, k) };
+        return;
+    }
+    narrow_forward_body(x, w, bias, y, k, dot_body);
+}
+
+#[inline(always)]
+fn narrow_backward_body(
+    x: &[f32],
+    w: &[f32],
+    dy: &[f32],
+    gw: &mut [f32],
+    mut dx: Option<&mut [f32]>,
+    k: usize,
+) {
+    let n = w.len() / k;
+    for (r, (xr, dr)) in x.chunks_exact(k).zip(dy.chunks_exact(n)).enumerate() {
+        for (g, &d) in gw.chunks_exact_mut(k).zip(dr) {
+            for (g, xv) in g.iter_mut().zip(xr) {
+                *g += d * *xv;
+            }
+        }
+        if let Some(dx) = dx.as_deref_mut() {
+            let out = &mut dx[r * k..(r + 1) * k];
+            for (j, (wr, &d)) in w.chunks_exact(k).zip(dr).enumerate() {
+                if j == 0 {
+                    out.iter_mut().zip(wr).for_each(|(o, wv)| *o = d * *wv);
+                } else {
+                    out.iter_mut().zip(wr).for_each(|(o, wv)| *o += d * *wv);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn narrow_backward_avx2(
+    x: &[f32],
+    w: &[f32],
+    dy: &[f32],
+    gw: &mut [f32],
+    dx: Option<&mut [f32]>,
+    k: usize,
+) {
+    narrow_backward_body(x, w, dy, gw, dx, k);
+}
+
+/// Backward products of a linear layer with few outputs, one sweep over
+/// the rows: `gw[j, :] += Σ_r dy[r, j]·x[r, :]` (rows in order) and, when
+/// `dx` is given, `dx[r, :] = Σ_j dy[r, j]·w[j, :]`. Shapes as in
+/// [`narrow_forward`], `dy` and `dx` like `y` and `x`.
+pub(crate) fn narrow_backward(
+    x: &[f32],
+    w: &[f32],
+    dy: &[f32],
+    gw: &mut [f32],
+    dx: Option<&mut [f32]>,
+    k: usize,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2_fma() {
+        // SAFETY: the CPU supports AVX2 and FMA.
+        unsafe { narrow_backward_avx2(x, w, dy, gw, dx, k) };
+        return;
+    }
+    narrow_backward_body(x, w, dy, gw, dx, k);
+}
+
 /// `1.5·2⁵²`: adding it to an f64 of magnitude below 2⁵¹ rounds to the
 /// nearest integer.
 const ROUND_F64: f64 = 6_755_399_441_055_744.0;

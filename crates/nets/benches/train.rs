@@ -2,13 +2,18 @@
 //! embedding, 3 × 256 SiLU MLP, batch 4096, Adam, ε-prediction MSE) and the
 //! forward pass of the same network on 65 536 points.
 //!
+//! The `gemm` group times, alone and single-threaded, the matrix products
+//! one shard (`SHARD_ROWS` rows) of that step runs, with the strides the
+//! layers use; criterion's element rate is the product's floating-point rate
+//! (`Gelem/s` = GFLOP/s, two per multiply–add).
+//!
 //! Run with `cargo bench -p diffuse-nets --bench train`.
 
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use diffuse_core::{NoiseSchedule, NoiseStream, Result};
-use diffuse_nets::{DenoiserNet, EpsTrainer, NetConfig, reference_train_step};
+use diffuse_nets::{DenoiserNet, EpsTrainer, NetConfig, SHARD_ROWS, reference_train_step};
 use ndarray::Array2;
 
 /// The cosine VP schedule (Nichol & Dhariwal 2021) without offset:
@@ -63,5 +68,103 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+/// A row-major matrix as (pointer, row stride, column stride).
+type Mat = (*const f32, isize, isize);
+
+/// `C (m×n) ← A (m×k)·B (k×n)` (`+ C` when `acc`), single-threaded, as the
+/// layers call it; the three operands as (pointer, row stride, column
+/// stride).
+fn sgemm(m: usize, n: usize, k: usize, c: (*mut f32, isize, isize), acc: bool, a: Mat, b: Mat) {
+    // SAFETY: the callers pass buffers of at least the sizes the shapes and
+    // strides address; `c` aliases neither `a` nor `b`.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.0,
+            c.2,
+            c.1,
+            acc,
+            a.0,
+            a.2,
+            a.1,
+            b.0,
+            b.2,
+            b.1,
+            1.0f32,
+            1.0f32,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        )
+    }
+}
+
+fn bench_gemm(c: &mut Criterion) {
+    let r = SHARD_ROWS;
+    let mut g = c.benchmark_group("gemm");
+    g.sample_size(30);
+    let x = vec![0.5f32; r * 256];
+    let w = vec![0.25f32; 256 * 256];
+    let mut out = vec![0.0f32; r * 256];
+    let mut gw = vec![0.0f32; 256 * 256];
+    let mut dx = vec![0.0f32; r * 256];
+    let ri = |v: usize| v as isize;
+    // Forward `Z = X·Wᵀ` (X: r×k, W: n×k, both row-major).
+    for (k, n) in [(130usize, 256usize), (256, 256), (256, 2)] {
+        g.throughput(Throughput::Elements((2 * r * n * k) as u64));
+        g.bench_function(format!("forward_{r}x{k}_to_{n}"), |b| {
+            b.iter(|| {
+                sgemm(
+                    r,
+                    n,
+                    k,
+                    (out.as_mut_ptr(), ri(n), 1),
+                    false,
+                    (x.as_ptr(), ri(k), 1),
+                    (w.as_ptr(), 1, ri(k)),
+                )
+            })
+        });
+    }
+    // Backward `∂W += dZᵀ·X` (dZ: r×n, X: r×k).
+    for (k, n) in [(130usize, 256usize), (256, 256), (256, 2)] {
+        g.throughput(Throughput::Elements((2 * r * n * k) as u64));
+        g.bench_function(format!("weight_grad_{n}x{k}_over_{r}"), |b| {
+            b.iter(|| {
+                sgemm(
+                    n,
+                    k,
+                    r,
+                    (gw.as_mut_ptr(), ri(k), 1),
+                    true,
+                    (out.as_ptr(), 1, ri(n)),
+                    (x.as_ptr(), ri(k), 1),
+                )
+            })
+        });
+    }
+    // Backward `dX = dZ·W` (dZ: r×n, W: n×k).
+    for (k, n) in [(256usize, 256usize), (256, 2)] {
+        g.throughput(Throughput::Elements((2 * r * n * k) as u64));
+        g.bench_function(format!("input_grad_{r}x{n}_to_{k}"), |b| {
+            b.iter(|| {
+                sgemm(
+                    r,
+                    k,
+                    n,
+                    (dx.as_mut_ptr(), ri(k), 1),
+                    false,
+                    (out.as_ptr(), ri(n), 1),
+                    (w.as_ptr(), ri(k), 1),
+                )
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench, bench_gemm);
 criterion_main!(benches);

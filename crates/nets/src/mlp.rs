@@ -9,7 +9,8 @@
 //! the data's dimension.
 //!
 //! - [`NetConfig::mlp`]: `Linear → SiLU → … → Linear`, tensors named like a
-//!   PyTorch `nn.Sequential` (`net.0.weight`, `net.2.weight`, …).
+//!   PyTorch `nn.Sequential` (`net.0.weight`, `net.2.weight`, …); each
+//!   `Linear → SiLU` pair runs as one fused [`LinearSilu`].
 //! - [`NetConfig::residual_mlp`]: `Linear(in → width)`, `blocks` ×
 //!   [`ResidualBlock`], `LayerNorm → SiLU → Linear(width → d)`, named
 //!   `net.0`, `net.1 … net.B` (each with `.norm`, `.fc1`, `.fc2`),
@@ -37,11 +38,18 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::embedding::{ClassEmbedding, TimeEmbedding, TimeEmbeddingConfig};
-use crate::layers::{Layer, LayerNorm, Linear, ResidualBlock, Sequential, Silu};
+use crate::layers::{Layer, LayerNorm, Linear, LinearSilu, ResidualBlock, Sequential, Silu};
 use crate::params::{ParamBuilder, ParamLayout, ParamStore};
 
 /// Rows per shard of a batch (the unit of parallel work).
-pub const SHARD_ROWS: usize = 512;
+///
+/// Each shard has its own gradient buffer (zeroed, then summed with the
+/// others in shard order) and packs the weights for its own matrix
+/// products; the products themselves run at the same rate from 256 to
+/// 2048 rows. 1024 rows (four shards for the reference batch of 4096)
+/// measured about 1% less CPU time per training step than 512, and still
+/// leaves work to steal on two cores.
+pub const SHARD_ROWS: usize = 1024;
 
 /// The class-conditioning part of a [`NetConfig`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -144,6 +152,42 @@ impl NetConfig {
     }
 }
 
+/// The layer that sees the input `[x, e(t), c]`: a plain [`Linear`]
+/// (residual MLP) or one fused with the SiLU after it (MLP).
+#[derive(Debug)]
+enum FirstLayer {
+    Linear(Linear),
+    LinearSilu(LinearSilu),
+}
+
+impl FirstLayer {
+    fn layer(&self) -> &dyn Layer {
+        match self {
+            Self::Linear(l) => l,
+            Self::LinearSilu(l) => l,
+        }
+    }
+
+    fn linear(&self) -> &Linear {
+        match self {
+            Self::Linear(l) => l,
+            Self::LinearSilu(l) => l.linear(),
+        }
+    }
+
+    fn in_features(&self) -> usize {
+        self.layer().in_features()
+    }
+
+    fn out_features(&self) -> usize {
+        self.layer().out_features()
+    }
+
+    fn flops_per_row(&self) -> f64 {
+        self.layer().flops_per_row()
+    }
+}
+
 /// A denoising network on vectors (see the module documentation).
 #[derive(Debug)]
 pub struct DenoiserNet {
@@ -151,7 +195,7 @@ pub struct DenoiserNet {
     time: TimeEmbedding,
     class: Option<ClassEmbedding>,
     label_dropout: f64,
-    first: Linear,
+    first: FirstLayer,
     body: Sequential,
     params: ParamStore,
 }
@@ -190,26 +234,25 @@ impl DenoiserNet {
             None => None,
         };
         let in_dim = d + time.dim() + class.as_ref().map_or(0, |c| c.dim());
-        let (first, layers): (Linear, Vec<Box<dyn Layer>>) = match &config.architecture {
+        let (first, layers): (FirstLayer, Vec<Box<dyn Layer>>) = match &config.architecture {
             Architecture::Mlp { hidden } => {
                 if hidden.is_empty() {
                     return Err(invalid("hidden", "an MLP needs at least one hidden layer"));
                 }
-                let first = Linear::new(&mut b, "net.0", in_dim, hidden[0], true)?;
+                // `Linear → SiLU` pairs run fused; the tensors keep the names
+                // of the unfused `nn.Sequential` (the SiLUs take the odd
+                // indices).
+                let first =
+                    FirstLayer::LinearSilu(LinearSilu::new(&mut b, "net.0", in_dim, hidden[0])?);
                 let mut layers: Vec<Box<dyn Layer>> = Vec::new();
-                let mut idx = 1;
                 for (i, &h) in hidden.iter().enumerate() {
-                    layers.push(Box::new(Silu::new(h)));
-                    idx += 1;
-                    let out = hidden.get(i + 1).copied().unwrap_or(d);
-                    layers.push(Box::new(Linear::new(
-                        &mut b,
-                        &format!("net.{idx}"),
-                        h,
-                        out,
-                        true,
-                    )?));
-                    idx += 1;
+                    let name = format!("net.{}", 2 * i + 2);
+                    match hidden.get(i + 1) {
+                        Some(&out) => {
+                            layers.push(Box::new(LinearSilu::new(&mut b, &name, h, out)?))
+                        }
+                        None => layers.push(Box::new(Linear::new(&mut b, &name, h, d, true)?)),
+                    }
                 }
                 (first, layers)
             }
@@ -218,7 +261,7 @@ impl DenoiserNet {
                 blocks,
                 hidden,
             } => {
-                let first = Linear::new(&mut b, "net.0", in_dim, *width, true)?;
+                let first = FirstLayer::Linear(Linear::new(&mut b, "net.0", in_dim, *width, true)?);
                 let mut layers: Vec<Box<dyn Layer>> = Vec::new();
                 for i in 0..*blocks {
                     layers.push(Box::new(ResidualBlock::new(
@@ -421,11 +464,11 @@ impl DenoiserNet {
             self.config.data_dim,
         );
         self.fill_input(params, x, times, labels, &mut ws.input[..rows * w_in])?;
-        self.first.forward(
+        self.first.layer().forward(
             params,
             view(rows, w_in, &ws.input),
             view_mut(rows, w1, &mut ws.h1),
-            &mut [],
+            &mut ws.first_scratch,
         )?;
         self.body.forward(
             params,
@@ -620,19 +663,24 @@ impl DenoiserNet {
             &mut ws.grads,
             &mut ws.scratch,
         )?;
-        self.first.backward(
+        self.first.layer().backward(
             params,
             view(rows, w_in, &ws.input),
             view(rows, w1, &ws.d_h1),
             None,
             &mut ws.grads,
-            &mut [],
+            &mut ws.first_scratch,
         )?;
         if let (Some(c), Some(l)) = (&self.class, labels) {
             let start = d + self.time.dim();
-            self.first.input_grad_columns(
+            // The gradient with respect to the first layer's linear output.
+            let du = match &self.first {
+                FirstLayer::Linear(_) => view(rows, w1, &ws.d_h1),
+                FirstLayer::LinearSilu(f) => f.pre_activation_grad(rows, &ws.first_scratch)?,
+            };
+            self.first.linear().input_grad_columns(
                 params,
-                view(rows, w1, &ws.d_h1),
+                du,
                 start..start + c.dim(),
                 view_mut(rows, c.dim(), &mut ws.d_class),
             )?;
@@ -664,6 +712,7 @@ struct ShardWorkspace {
     /// This shard's part of the loss in the last training pass.
     loss: f64,
     input: Vec<f32>,
+    first_scratch: Vec<f32>,
     h1: Vec<f32>,
     scratch: Vec<f32>,
     out: Vec<f32>,
@@ -682,6 +731,7 @@ impl ShardWorkspace {
             rows,
             loss: 0.0,
             input: vec![0.0; rows * net.input_dim()],
+            first_scratch: vec![0.0; rows * net.first.layer().scratch_per_row()],
             h1: vec![0.0; rows * w1],
             scratch: vec![0.0; rows * net.body.scratch_per_row()],
             out: vec![0.0; rows * d],

@@ -186,12 +186,14 @@ impl Adam {
         } else {
             1.0
         };
-        params
+        // Every chunk is updated (a reduction, not a short-circuiting
+        // `all`), and checked while it is still in cache.
+        let finite = params
             .par_chunks_mut(CHUNK)
             .zip(grads.par_chunks(CHUNK))
             .zip(self.m.par_chunks_mut(CHUNK))
             .zip(self.v.par_chunks_mut(CHUNK))
-            .for_each(|(((p, g), m), v)| {
+            .map(|(((p, g), m), v)| {
                 for (((p, g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
                     let g = *g + l2 * *p;
                     *m = b1 * *m + one_m_b1 * g;
@@ -199,9 +201,11 @@ impl Adam {
                     let denom = v.sqrt() * inv_sqrt_bc2 + eps;
                     *p = shrink * *p - step_size * (*m / denom);
                 }
-            });
+                p.iter().all(|p| p.is_finite())
+            })
+            .reduce(|| true, |a, b| a && b);
         self.step = t;
-        if params.iter().any(|p| !p.is_finite()) {
+        if !finite {
             return Err(Error::NonFinite("parameters after the Adam update".into()));
         }
         Ok(())

@@ -52,11 +52,15 @@
 use diffuse_core::noise::{philox4x32_10, seed_key};
 use diffuse_core::{Error, NoiseSchedule, NoiseStream, Result};
 use ndarray::ArrayView2;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::ema::{Ema, EmaKind};
 use crate::mlp::{DenoiserNet, NetConfig, TrainWorkspace};
 use crate::optim::{Adam, AdamConfig, LrSchedule, clip_grad_norm};
+
+/// Rows per parallel task when drawing the times and the noise of a step.
+const NOISE_ROWS: usize = 1024;
 
 /// Hyperparameters of an [`EpsTrainer`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -251,27 +255,36 @@ impl EpsTrainer {
         let (seed, s) = (self.config.seed, self.step);
         let key = seed_key(seed);
         let (t0, t1) = schedule.t_range();
-        for (r, t) in self.times.iter_mut().enumerate() {
-            *t = t0 + uniform(key, 3 * s, r as u64) * (t1 - t0);
-        }
-        NoiseStream::new(seed, 3 * s + 1).fill(0, &mut self.eps);
-        for ((r, xt), (x, e)) in self
-            .xt
-            .chunks_exact_mut(d)
+        let noise = NoiseStream::new(seed, 3 * s + 1);
+        // Times, ε and x_t in parallel over blocks of rows: each value is a
+        // pure function of its row (and element) index, so the result does
+        // not depend on the blocking or the thread count.
+        self.times
+            .par_chunks_mut(NOISE_ROWS)
+            .zip(self.eps.par_chunks_mut(NOISE_ROWS * d))
+            .zip(self.xt.par_chunks_mut(NOISE_ROWS * d))
+            .zip(xs.par_chunks(NOISE_ROWS * d))
             .enumerate()
-            .zip(xs.chunks_exact(d).zip(self.eps.chunks_exact(d)))
-        {
-            let m = schedule.marginal(self.times[r]);
-            if !(m.alpha.is_finite() && m.sigma.is_finite()) {
-                return Err(Error::NonFinite(format!(
-                    "marginal at t = {}",
-                    self.times[r]
-                )));
-            }
-            for ((o, &x), &e) in xt.iter_mut().zip(x).zip(e) {
-                *o = (m.alpha * f64::from(x) + m.sigma * f64::from(e)) as f32;
-            }
-        }
+            .try_for_each(|(c, (((ts, es), xts), x0s))| -> Result<()> {
+                let r0 = c * NOISE_ROWS;
+                noise.fill((r0 * d) as u64, es);
+                for (i, ((t, xt), (x, e))) in ts
+                    .iter_mut()
+                    .zip(xts.chunks_exact_mut(d))
+                    .zip(x0s.chunks_exact(d).zip(es.chunks_exact(d)))
+                    .enumerate()
+                {
+                    *t = t0 + uniform(key, 3 * s, (r0 + i) as u64) * (t1 - t0);
+                    let m = schedule.marginal(*t);
+                    if !(m.alpha.is_finite() && m.sigma.is_finite()) {
+                        return Err(Error::NonFinite(format!("marginal at t = {t}")));
+                    }
+                    for ((o, &x), &e) in xt.iter_mut().zip(x).zip(e) {
+                        *o = (m.alpha * f64::from(x) + m.sigma * f64::from(e)) as f32;
+                    }
+                }
+                Ok(())
+            })?;
         let labels = match (self.net.class_embedding(), labels) {
             (Some(c), Some(l)) => {
                 if l.len() != b {

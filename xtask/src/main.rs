@@ -50,6 +50,7 @@ struct BenchmarkJson {
 #[derive(Deserialize)]
 enum Throughput {
     Bytes(u64),
+    Elements(u64),
     #[serde(other)]
     Other,
 }
@@ -363,6 +364,10 @@ const TRAIN_HEADING: &str = "## The reference training step";
 /// three hidden layers of 256, the prediction out).
 const REFERENCE_MACS_PER_ROW: f64 = 130.0 * 256.0 + 2.0 * 256.0 * 256.0 + 256.0 * 2.0;
 
+/// Multiply–adds per row of the first layer's input gradient, which a
+/// training step does not compute (the input is data, not a parameter).
+const FIRST_LAYER_MACS_PER_ROW: f64 = 130.0 * 256.0;
+
 /// Batch of the reference training step and rows of the forward-pass bench.
 const TRAIN_BATCH: f64 = 4096.0;
 const FORWARD_ROWS: f64 = 65_536.0;
@@ -384,13 +389,13 @@ fn nominal_ghz() -> Option<f64> {
 /// Runs the training bench of diffuse-nets and returns its section.
 ///
 /// FLOP count: a forward pass costs `2·B·M` FLOP with `M` the multiply–adds
-/// per row ([`REFERENCE_MACS_PER_ROW`]); backward costs twice that (the
-/// gradients with respect to the weights and to the layer inputs), so a
-/// training step is `≈ 3 × 2·B·M` (the first layer's input gradient, which
-/// is not needed, is counted anyway: a bound of 1.3 %). The peak is
-/// 32 FLOP per cycle per core (two 8-wide FMA units, AVX2) at the nominal
-/// clock that `/proc/cpuinfo` reports; boost clocks are higher, so a ratio
-/// above 1 is possible.
+/// per row ([`REFERENCE_MACS_PER_ROW`]); backward costs the gradients with
+/// respect to the weights (`2·B·M`) and to the layer inputs (`2·B·M` less
+/// the first layer's, [`FIRST_LAYER_MACS_PER_ROW`]). Two references: the
+/// nominal peak, 32 FLOP per cycle per core (two 8-wide FMA units, AVX2) at
+/// the clock `/proc/cpuinfo` reports (boost clocks are higher, so a ratio
+/// above 1 is possible), and the rate the GEMM itself reaches on one core
+/// for the step's matrix shapes (criterion group `gemm`), times the threads.
 fn training_section(root: &Path, target: &Path, extra: &[String]) -> Result<String> {
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .current_dir(root)
@@ -404,7 +409,7 @@ fn training_section(root: &Path, target: &Path, extra: &[String]) -> Result<Stri
     let dir = target.join("criterion").join("nets");
     let step = median_ns(&dir, "reference_train_step_b4096")?;
     let forward = median_ns(&dir, "forward_65536")?;
-    let step_flop = 3.0 * 2.0 * TRAIN_BATCH * REFERENCE_MACS_PER_ROW;
+    let step_flop = 2.0 * TRAIN_BATCH * (3.0 * REFERENCE_MACS_PER_ROW - FIRST_LAYER_MACS_PER_ROW);
     let forward_flop = 2.0 * FORWARD_ROWS * REFERENCE_MACS_PER_ROW;
     let steps_per_s = 1e9 / step;
     let verdict = if steps_per_s >= 34.0 {
@@ -422,11 +427,13 @@ fn training_section(root: &Path, target: &Path, extra: &[String]) -> Result<Stri
          The reference model: 2-D data plus a 128-feature sinusoidal time embedding, three \
          hidden layers of 256 with SiLU, a 2-D output; ε-prediction MSE on moons, Adam, \
          batch 4096 (`cargo bench -p diffuse-nets --bench train`). FLOP: forward `2·B·M` with \
-         M = {REFERENCE_MACS_PER_ROW:.0} multiply–adds per row, a training step about three \
-         times that. Peak: 32 FLOP/cycle/core (AVX2 FMA) × {threads} threads at the nominal \
-         clock{} — boost clocks are higher, so the ratio can exceed 1.\n\n\
+         M = {REFERENCE_MACS_PER_ROW:.0} multiply–adds per row; a training step adds the weight \
+         and input gradients, {:.2} GFLOP in all. Peak: 32 FLOP/cycle/core (AVX2 FMA) × \
+         {threads} threads at the nominal clock{} — boost clocks are higher, so the ratio can \
+         exceed 1.\n\n\
          | case | median ms | rate | GFLOP/s | ratio to nominal peak | target |\n\
          |---|---:|---:|---:|---:|---|\n",
+        step_flop / 1e9,
         peak.map_or(String::from(" (unknown here)"), |p| format!(
             " ({p:.0} GFLOP/s)"
         )),
@@ -442,10 +449,51 @@ fn training_section(root: &Path, target: &Path, extra: &[String]) -> Result<Stri
         FORWARD_ROWS / forward * 1e6,
         vs_peak(forward_gflops),
     ));
+    md.push_str(&gemm_table(
+        &target.join("criterion").join("gemm"),
+        threads,
+        step_gflops,
+    )?);
     md.push_str(
         "\nThe same step is timed by `diffuse bench train` (median of the steps after \
          warm-up). Reproduce this section alone: `cargo xtask bench --only train`.\n",
     );
+    Ok(md)
+}
+
+/// The table of the `gemm` group (each matrix product of one training shard
+/// timed alone on one thread), and the step's rate against the best of them
+/// times `threads`: how close the step comes to running the GEMM alone.
+fn gemm_table(dir: &Path, threads: usize, step_gflops: f64) -> Result<String> {
+    let mut rows = Vec::new();
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let id = entry?.file_name().to_string_lossy().into_owned();
+        let new = dir.join(&id).join("new");
+        let Ok(text) = std::fs::read_to_string(new.join("benchmark.json")) else {
+            continue;
+        };
+        let bench: BenchmarkJson = serde_json::from_str(&text)?;
+        let Some(Throughput::Elements(flop)) = bench.throughput else {
+            bail!("gemm/{id}: no FLOP count recorded");
+        };
+        rows.push((id.clone(), flop as f64 / median_ns(dir, &id)?));
+    }
+    rows.sort_by(|a, b| a.0.cmp(&b.0));
+    let best = rows.iter().map(|r| r.1).fold(0.0, f64::max);
+    let mut md = String::from(
+        "\nThe matrix products of one 1024-row shard, each alone on one thread (criterion group \
+         `gemm`, the `gemm` crate):\n\n| product | GFLOP/s (one core) |\n|---|---:|\n",
+    );
+    for (id, gflops) in &rows {
+        md.push_str(&format!("| `{id}` | {gflops:.1} |\n"));
+    }
+    md.push_str(&format!(
+        "\nThe whole step runs at {step_gflops:.0} GFLOP/s, {:.2}× the best product's rate on \
+         {threads} cores ({:.0} GFLOP/s): what remains is the element-wise work between the \
+         products (bias, SiLU, embedding, Adam) and the packing of the operands.\n",
+        step_gflops / (best * threads as f64),
+        best * threads as f64,
+    ));
     Ok(md)
 }
 

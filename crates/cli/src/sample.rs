@@ -166,13 +166,7 @@ fn sample_gmm_cuda(
         ));
     }
     let gpu = diffuse_cuda::CudaBackend::new(ordinal)?;
-    let model = diffuse_cuda::CudaGmmDenoiser::new(
-        &gpu,
-        mixture.weights(),
-        mixture.means(),
-        mixture.stds(),
-        param,
-    )?;
+    let model = diffuse_cuda::CudaGmmDenoiser::new(&gpu, mixture.isotropic(), param)?;
     let result = guidance.sample(&gpu, &model, schedule, spec);
     model.check(&gpu)?;
     result

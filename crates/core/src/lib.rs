@@ -16,6 +16,9 @@
 //!   backends (specified in `docs/noise.md`).
 //! - [`brownian`]: [`BrownianTree`], Brownian paths on that stream queried
 //!   at any time in any order (step-count-stable SDE noise).
+//! - [`mixture`]: [`IsotropicMixture`], the validated parameters of an
+//!   isotropic Gaussian mixture `Σₖ wₖ N(μₖ, sₖ² I)`, shared by the exact
+//!   denoisers on the CPU and the GPU.
 //! - [`Error`]: the one error type.
 //!
 //! One Euler step of the probability-flow ODE in the variance-exploding
@@ -46,6 +49,7 @@ pub mod brownian;
 pub mod cpu;
 pub mod error;
 pub mod forward;
+pub mod mixture;
 pub mod noise;
 pub mod reverse;
 pub mod sampling;
@@ -55,6 +59,7 @@ pub use brownian::BrownianTree;
 pub use cpu::{CpuBackend, CpuTensor};
 pub use error::{Error, Result};
 pub use forward::{LOG_SNR_SLACK, Marginal, NoiseSchedule, time_of_log_snr};
+pub use mixture::{IsotropicMixture, WEIGHT_SUM_TOLERANCE};
 pub use noise::NoiseStream;
 pub use reverse::{Affine, Condition, Denoiser, NoiseLevel, Parameterization, VectorJacobian};
 pub use sampling::{MAX_STEPS, SampleReport, SamplingGrid, Solver, check_grid};

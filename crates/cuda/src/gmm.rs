@@ -18,16 +18,18 @@
 //! reference `diffuse_nets::GmmDenoiser` and with the same hand-written
 //! logarithm and exponential, so the two agree bit for bit.
 //!
-//! This crate does not depend on `diffuse-nets`: the mixture comes in as its
-//! raw parameters ([`MixtureParams`]), validated and normalised by the same
-//! rules.
+//! This crate does not depend on `diffuse-nets`: the mixture comes in as the
+//! validated parameter set both crates share, [`IsotropicMixture`] of
+//! `diffuse-core` (so the same rules, errors and derived bits), laid out for
+//! the kernel by [`ActiveComponents`].
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
 use cudarc::driver::{CudaFunction, CudaSlice, DevicePtr, DevicePtrMut, DeviceRepr, PushKernelArg};
 use diffuse_core::{
-    Backend, Condition, Denoiser, Error, Marginal, NoiseLevel, Parameterization, Result,
+    Backend, Condition, Denoiser, Error, IsotropicMixture, Marginal, NoiseLevel, Parameterization,
+    Result,
 };
 
 use crate::backend::CudaBackend;
@@ -37,10 +39,6 @@ use crate::kernels::{self, GmmArgs, KernelModule};
 // (size asserted on both sides).
 unsafe impl DeviceRepr for GmmArgs {}
 
-/// How far the weights may sum from 1 before they are rejected (as in
-/// `diffuse_nets::gmm::WEIGHT_SUM_TOLERANCE`).
-pub const WEIGHT_SUM_TOLERANCE: f64 = 1e-6;
-
 fn invalid(name: &'static str, reason: impl Into<String>) -> Error {
     Error::InvalidArgument {
         name,
@@ -48,165 +46,41 @@ fn invalid(name: &'static str, reason: impl Into<String>) -> Error {
     }
 }
 
-/// A validated isotropic Gaussian mixture as the kernel reads it: the
-/// components with positive weight only, their means flattened, `ln wₖ`,
-/// `sₖ²` and the prior mean `Σₖ wₖ μₖ`, all f64 on the host.
-///
-/// The rules are `diffuse_nets::GaussianMixture::new`'s: at least one
-/// component; as many weights, means and standard deviations; means of one
-/// dimension `d ≥ 1`; finite numbers; weights `≥ 0` summing to 1 within
-/// [`WEIGHT_SUM_TOLERANCE`] (then divided by their sum); standard deviations
-/// `> 0` whose square is a normal f64. The derived numbers are computed in
-/// the same order, so they are the same bits.
+/// The components of positive weight of an [`IsotropicMixture`] as the
+/// kernel reads them, f64 on the host: means flattened `[components][dim]`
+/// row-major, `sₖ²` and `ln wₖ`, in ascending component order
+/// ([`IsotropicMixture::active`]). The numbers are the mixture's own (copied,
+/// not recomputed), so the kernel sees the bits the CPU reference uses. The
+/// prior mean is [`IsotropicMixture::prior_mean`].
 #[derive(Clone, Debug, PartialEq)]
-pub struct MixtureParams {
-    dim: usize,
+pub struct ActiveComponents {
     /// Means of the active components, `[components][dim]` row-major.
-    means: Vec<f64>,
+    pub means: Vec<f64>,
     /// `sₖ²` of the active components.
-    variances: Vec<f64>,
+    pub variances: Vec<f64>,
     /// `ln wₖ` of the active components (normalised weights).
-    log_weights: Vec<f64>,
-    /// `Σₖ wₖ μₖ`.
-    prior_mean: Vec<f64>,
+    pub log_weights: Vec<f64>,
 }
 
-impl MixtureParams {
-    /// Validates and prepares the mixture `Σₖ weights[k]·N(means[k],
-    /// stds[k]²·I)`. Errors name the field: [`Error::InvalidArgument`]
-    /// (`weights`, `means`, `stds`) or [`Error::NonFinite`].
-    pub fn new(weights: &[f64], means: &[Vec<f64>], stds: &[f64]) -> Result<Self> {
-        let k = weights.len();
-        if k == 0 {
-            return Err(invalid(
-                "weights",
-                "empty: a mixture needs at least one component",
-            ));
+impl ActiveComponents {
+    /// The active components of `mixture`.
+    pub fn of(mixture: &IsotropicMixture) -> Self {
+        let active = mixture.active();
+        let mut means = Vec::with_capacity(active.len() * mixture.dim());
+        for &j in active {
+            means.extend_from_slice(&mixture.means()[j]);
         }
-        if means.len() != k {
-            return Err(invalid(
-                "means",
-                format!("{} means for {k} weights", means.len()),
-            ));
+        Self {
+            means,
+            variances: active.iter().map(|&j| mixture.variances()[j]).collect(),
+            log_weights: active.iter().map(|&j| mixture.log_weights()[j]).collect(),
         }
-        if stds.len() != k {
-            return Err(invalid(
-                "stds",
-                format!("{} standard deviations for {k} weights", stds.len()),
-            ));
-        }
-        let dim = means[0].len();
-        if dim == 0 {
-            return Err(invalid("means", "component 0 has dimension 0"));
-        }
-        for (j, mu) in means.iter().enumerate() {
-            if mu.len() != dim {
-                return Err(invalid(
-                    "means",
-                    format!(
-                        "component {j} has dimension {}, component 0 has {dim}",
-                        mu.len()
-                    ),
-                ));
-            }
-            if let Some(i) = mu.iter().position(|v| !v.is_finite()) {
-                return Err(Error::NonFinite(format!(
-                    "Gaussian-mixture means[{j}][{i}] = {}",
-                    mu[i]
-                )));
-            }
-        }
-        for (j, &w) in weights.iter().enumerate() {
-            if !w.is_finite() {
-                return Err(Error::NonFinite(format!(
-                    "Gaussian-mixture weights[{j}] = {w}"
-                )));
-            }
-            if w < 0.0 {
-                return Err(invalid("weights", format!("weights[{j}] = {w} < 0")));
-            }
-        }
-        let sum: f64 = weights.iter().sum();
-        if (sum - 1.0).abs() > WEIGHT_SUM_TOLERANCE {
-            return Err(invalid(
-                "weights",
-                format!("they sum to {sum}, not 1 (within {WEIGHT_SUM_TOLERANCE:e})"),
-            ));
-        }
-        for (j, &s) in stds.iter().enumerate() {
-            if !s.is_finite() {
-                return Err(Error::NonFinite(format!(
-                    "Gaussian-mixture stds[{j}] = {s}"
-                )));
-            }
-            if s <= 0.0 {
-                return Err(invalid("stds", format!("stds[{j}] = {s} is not positive")));
-            }
-            if !(s * s).is_normal() {
-                return Err(invalid(
-                    "stds",
-                    format!(
-                        "stds[{j}] = {s}: its square {} leaves f64's normal range",
-                        s * s
-                    ),
-                ));
-            }
-        }
-        let normalised: Vec<f64> = weights.iter().map(|w| w / sum).collect();
-        let mut params = Self {
-            dim,
-            means: Vec::new(),
-            variances: Vec::new(),
-            log_weights: Vec::new(),
-            prior_mean: vec![0.0; dim],
-        };
-        for (j, &w) in normalised.iter().enumerate() {
-            if w > 0.0 {
-                params.means.extend_from_slice(&means[j]);
-                params.variances.push(stds[j] * stds[j]);
-                params.log_weights.push(w.ln());
-                for (p, m) in params.prior_mean.iter_mut().zip(&means[j]) {
-                    *p += w * m;
-                }
-            }
-        }
-        if params.prior_mean.iter().any(|v| !v.is_finite()) {
-            return Err(Error::NonFinite(
-                "the Gaussian-mixture prior mean Σ wₖ μₖ overflows".into(),
-            ));
-        }
-        Ok(params)
     }
 
-    /// The data dimension `d`.
-    pub fn dim(&self) -> usize {
-        self.dim
-    }
-
-    /// The number of components with positive weight (the others never
-    /// contribute and are left out).
+    /// The number of active components (those with positive weight; the
+    /// others never contribute and are left out).
     pub fn components(&self) -> usize {
         self.variances.len()
-    }
-
-    /// Means of the active components, `[components][dim]` row-major.
-    pub fn means(&self) -> &[f64] {
-        &self.means
-    }
-
-    /// `sₖ²` of the active components.
-    pub fn variances(&self) -> &[f64] {
-        &self.variances
-    }
-
-    /// `ln wₖ` of the active components.
-    pub fn log_weights(&self) -> &[f64] {
-        &self.log_weights
-    }
-
-    /// The prior mean `Σₖ wₖ μₖ` (the posterior mean at `α = 0`).
-    pub fn prior_mean(&self) -> &[f64] {
-        &self.prior_mean
     }
 }
 
@@ -308,7 +182,9 @@ struct DeviceMixture {
 /// [`Error::NonFinite`] naming the row. Call it after a run (the command
 /// line does).
 pub struct CudaGmmDenoiser {
-    params: MixtureParams,
+    mixture: IsotropicMixture,
+    /// The number of active components the kernel loops over.
+    components: usize,
     parameterization: Arc<dyn Parameterization>,
     ordinal: usize,
     kernel: CudaFunction,
@@ -320,8 +196,8 @@ impl fmt::Debug for CudaGmmDenoiser {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CudaGmmDenoiser")
             .field("ordinal", &self.ordinal)
-            .field("dim", &self.params.dim)
-            .field("components", &self.params.components())
+            .field("dim", &self.mixture.dim())
+            .field("components", &self.components)
             .field("parameterization", &self.parameterization.name())
             .finish_non_exhaustive()
     }
@@ -335,28 +211,13 @@ fn lock_error(backend: &CudaBackend) -> Error {
 }
 
 impl CudaGmmDenoiser {
-    /// The exact denoiser of the mixture `Σₖ weights[k]·N(means[k],
-    /// stds[k]²·I)` on `backend`'s device, its output in `parameterization`.
-    /// Validates the mixture ([`MixtureParams::new`]), uploads it and loads
-    /// the kernel (compiled by NVRTC once per process).
+    /// The exact denoiser of `mixture` on `backend`'s device, its output in
+    /// `parameterization`. Uploads the mixture's active components
+    /// ([`ActiveComponents`]) and prior mean, and loads the kernel (compiled
+    /// by NVRTC once per process).
     pub fn new(
         backend: &CudaBackend,
-        weights: &[f64],
-        means: &[Vec<f64>],
-        stds: &[f64],
-        parameterization: Arc<dyn Parameterization>,
-    ) -> Result<Self> {
-        Self::from_params(
-            backend,
-            MixtureParams::new(weights, means, stds)?,
-            parameterization,
-        )
-    }
-
-    /// As [`CudaGmmDenoiser::new`], from prepared parameters.
-    pub fn from_params(
-        backend: &CudaBackend,
-        params: MixtureParams,
+        mixture: &IsotropicMixture,
         parameterization: Arc<dyn Parameterization>,
     ) -> Result<Self> {
         let module = backend.load(KernelModule::Gmm)?;
@@ -369,14 +230,16 @@ impl CudaGmmDenoiser {
                 .map_err(|e| backend.err("Gaussian-mixture upload", e))?;
             Ok(d)
         };
+        let active = ActiveComponents::of(mixture);
         let device = DeviceMixture {
-            means: upload(&params.means)?,
-            variances: upload(&params.variances)?,
-            log_weights: upload(&params.log_weights)?,
-            prior_mean: upload(&params.prior_mean)?,
+            means: upload(&active.means)?,
+            variances: upload(&active.variances)?,
+            log_weights: upload(&active.log_weights)?,
+            prior_mean: upload(mixture.prior_mean())?,
         };
         Ok(Self {
-            params,
+            mixture: mixture.clone(),
+            components: active.components(),
             parameterization,
             ordinal: backend.ordinal(),
             kernel,
@@ -385,9 +248,9 @@ impl CudaGmmDenoiser {
         })
     }
 
-    /// The mixture as the kernel reads it.
-    pub fn params(&self) -> &MixtureParams {
-        &self.params
+    /// The mixture on the device.
+    pub fn mixture(&self) -> &IsotropicMixture {
+        &self.mixture
     }
 
     /// The parameterisation the output is reported in, shared.
@@ -457,7 +320,7 @@ impl CudaGmmDenoiser {
             None => None,
         };
         let elements = rows
-            .checked_mul(self.params.dim)
+            .checked_mul(self.mixture.dim())
             .ok_or_else(|| invalid("x", "rows × dimension overflows"))?;
         Ok(slot.insert(Work {
             rows,
@@ -485,7 +348,7 @@ impl Denoiser<CudaBackend> for CudaGmmDenoiser {
         unconditional(condition)?;
         self.same_device(backend)?;
         let shape = x.shape().to_vec();
-        let d = self.params.dim;
+        let d = self.mixture.dim();
         let rows = shape.first().copied().unwrap_or(0);
         let row_len: usize = shape.iter().skip(1).product();
         if shape.is_empty() || row_len != d {
@@ -539,7 +402,7 @@ impl Denoiser<CudaBackend> for CudaGmmDenoiser {
             prior_mean: pp,
             rows: rows as u64,
             dim: d as u64,
-            components: self.params.components() as u64,
+            components: self.components as u64,
         };
         let mut b = stream.launch_builder(&self.kernel);
         b.arg(&args);

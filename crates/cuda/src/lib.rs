@@ -47,4 +47,4 @@ pub mod nvrtc;
 
 pub use backend::{CudaBackend, CudaTensor, device_count, driver_available};
 pub use diffuse_core::{Backend, Error, Result};
-pub use gmm::{CudaGmmDenoiser, MixtureParams};
+pub use gmm::{ActiveComponents, CudaGmmDenoiser};

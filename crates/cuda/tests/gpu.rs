@@ -191,7 +191,7 @@ fn samplers_with_the_mixture_denoiser_match_the_cpu_bit_for_bit() {
     let weights = vec![0.3, 0.5, 0.2];
     let means = vec![vec![-2.0, 0.5], vec![1.0, 1.0], vec![0.5, -2.5]];
     let stds = vec![0.3, 0.5, 0.2];
-    let mixture = GaussianMixture::new(weights.clone(), means.clone(), stds.clone()).unwrap();
+    let mixture = GaussianMixture::new(weights, means, stds).unwrap();
     let sched = diffuse_schedules::builtin("vp-cosine").unwrap();
     let s: &dyn NoiseSchedule = &*sched.schedule;
     let times = TimeGrid::from_name("logsnr")
@@ -234,7 +234,7 @@ fn samplers_with_the_mixture_denoiser_match_the_cpu_bit_for_bit() {
     };
     let mut compared = 0usize;
     for (&(param_name, solver), want) in runs.iter().zip(&expected) {
-        let model = CudaGmmDenoiser::new(&gpu, &weights, &means, &stds, param(param_name)).unwrap();
+        let model = CudaGmmDenoiser::new(&gpu, mixture.isotropic(), param(param_name)).unwrap();
         let method = by_name(solver).unwrap();
         let mut x = gpu.upload(&[n, d], &start).unwrap();
         if method.stochastic() {

@@ -46,15 +46,13 @@ use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 
+pub use diffuse_core::WEIGHT_SUM_TOLERANCE;
 use diffuse_core::{
-    Backend, Condition, Denoiser, Error, Marginal, NoiseLevel, Parameterization, Result,
-    VectorJacobian,
+    Backend, Condition, Denoiser, Error, IsotropicMixture, Marginal, NoiseLevel, Parameterization,
+    Result, VectorJacobian,
 };
 use rayon::prelude::*;
 use serde_json::{Map, Value};
-
-/// How far the weights may sum from 1 before they are rejected.
-pub const WEIGHT_SUM_TOLERANCE: f64 = 1e-6;
 
 /// `ln(2π)`.
 const LN_2PI: f64 = 1.837_877_066_409_345_5;
@@ -62,7 +60,9 @@ const LN_2PI: f64 = 1.837_877_066_409_345_5;
 /// An isotropic Gaussian mixture `p₀ = Σₖ wₖ N(μₖ, sₖ² I)` in `d ≥ 1`
 /// dimensions.
 ///
-/// Built by [`GaussianMixture::new`] or read from JSON, always validated:
+/// Built by [`GaussianMixture::new`] or read from JSON, always validated
+/// by [`IsotropicMixture::new`] (the parameter set it holds, shared with the
+/// GPU denoiser; [`GaussianMixture::isotropic`]):
 /// at least one component; as many weights, means and standard deviations;
 /// all means of the same dimension `d ≥ 1`; every number finite; weights
 /// `≥ 0` summing to 1 within [`WEIGHT_SUM_TOLERANCE`] (they are then divided
@@ -83,18 +83,8 @@ const LN_2PI: f64 = 1.837_877_066_409_345_5;
 /// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct GaussianMixture {
-    weights: Vec<f64>,
-    means: Vec<Vec<f64>>,
-    stds: Vec<f64>,
-    dim: usize,
-    /// `ln wₖ` (−∞ for a zero weight).
-    log_weights: Vec<f64>,
-    /// `sₖ²`.
-    variances: Vec<f64>,
-    /// Indices of the components with positive weight.
-    active: Vec<usize>,
-    /// `Σₖ wₖ μₖ`.
-    prior_mean: Vec<f64>,
+    /// The validated parameters and the numbers derived from them.
+    mixture: IsotropicMixture,
     /// One class label per component, if the mixture is class-conditional.
     labels: Option<Vec<u32>>,
 }
@@ -106,113 +96,29 @@ fn invalid(name: &'static str, reason: impl Into<String>) -> Error {
     }
 }
 
+impl From<IsotropicMixture> for GaussianMixture {
+    /// The unconditional mixture of these parameters.
+    fn from(mixture: IsotropicMixture) -> Self {
+        Self {
+            mixture,
+            labels: None,
+        }
+    }
+}
+
 impl GaussianMixture {
     /// A validated mixture (see the type's documentation for the rules).
     /// Errors name the offending field: [`Error::InvalidArgument`] with name
     /// `weights`, `means` or `stds`, or [`Error::NonFinite`] for a NaN or
     /// infinity.
     pub fn new(weights: Vec<f64>, means: Vec<Vec<f64>>, stds: Vec<f64>) -> Result<Self> {
-        let k = weights.len();
-        if k == 0 {
-            return Err(invalid(
-                "weights",
-                "empty: a mixture needs at least one component",
-            ));
-        }
-        if means.len() != k {
-            return Err(invalid(
-                "means",
-                format!("{} means for {k} weights", means.len()),
-            ));
-        }
-        if stds.len() != k {
-            return Err(invalid(
-                "stds",
-                format!("{} standard deviations for {k} weights", stds.len()),
-            ));
-        }
-        let dim = means[0].len();
-        if dim == 0 {
-            return Err(invalid("means", "component 0 has dimension 0"));
-        }
-        for (j, mu) in means.iter().enumerate() {
-            if mu.len() != dim {
-                return Err(invalid(
-                    "means",
-                    format!(
-                        "component {j} has dimension {}, component 0 has {dim}",
-                        mu.len()
-                    ),
-                ));
-            }
-            if let Some(i) = mu.iter().position(|v| !v.is_finite()) {
-                return Err(Error::NonFinite(format!(
-                    "Gaussian-mixture means[{j}][{i}] = {}",
-                    mu[i]
-                )));
-            }
-        }
-        for (j, &w) in weights.iter().enumerate() {
-            if !w.is_finite() {
-                return Err(Error::NonFinite(format!(
-                    "Gaussian-mixture weights[{j}] = {w}"
-                )));
-            }
-            if w < 0.0 {
-                return Err(invalid("weights", format!("weights[{j}] = {w} < 0")));
-            }
-        }
-        let sum: f64 = weights.iter().sum();
-        if (sum - 1.0).abs() > WEIGHT_SUM_TOLERANCE {
-            return Err(invalid(
-                "weights",
-                format!("they sum to {sum}, not 1 (within {WEIGHT_SUM_TOLERANCE:e})"),
-            ));
-        }
-        let mut variances = Vec::with_capacity(k);
-        for (j, &s) in stds.iter().enumerate() {
-            if !s.is_finite() {
-                return Err(Error::NonFinite(format!(
-                    "Gaussian-mixture stds[{j}] = {s}"
-                )));
-            }
-            if s <= 0.0 {
-                return Err(invalid("stds", format!("stds[{j}] = {s} is not positive")));
-            }
-            let var = s * s;
-            if !var.is_normal() {
-                return Err(invalid(
-                    "stds",
-                    format!("stds[{j}] = {s}: its square {var} leaves f64's normal range"),
-                ));
-            }
-            variances.push(var);
-        }
-        let weights: Vec<f64> = weights.iter().map(|w| w / sum).collect();
-        let log_weights = weights.iter().map(|w| w.ln()).collect();
-        let active: Vec<usize> = (0..k).filter(|&j| weights[j] > 0.0).collect();
-        let mut prior_mean = vec![0.0; dim];
-        for &j in &active {
-            for (p, m) in prior_mean.iter_mut().zip(&means[j]) {
-                *p += weights[j] * m;
-            }
-        }
-        if prior_mean.iter().any(|v| !v.is_finite()) {
-            return Err(Error::NonFinite(
-                "the Gaussian-mixture prior mean Σ wₖ μₖ overflows".into(),
-            ));
-        }
-        Ok(Self {
-            weights,
-            means,
-            stds,
-            dim,
-            log_weights,
-            variances,
-            active,
-            prior_mean,
-            labels: None,
-        })
+        Ok(IsotropicMixture::new(weights, means, stds)?.into())
+    }
+
+    /// The validated parameters the mixture evaluates from (shared with the
+    /// GPU denoiser of `diffuse-cuda`).
+    pub fn isotropic(&self) -> &IsotropicMixture {
+        &self.mixture
     }
 
     /// The same mixture with one class label per component (see the module
@@ -261,7 +167,7 @@ impl GaussianMixture {
         let members: Vec<usize> = (0..self.components())
             .filter(|&j| labels[j] == label)
             .collect();
-        let total: f64 = members.iter().map(|&j| self.weights[j]).sum();
+        let total: f64 = members.iter().map(|&j| self.mixture.weights()[j]).sum();
         if total <= 0.0 {
             return Err(invalid(
                 "class",
@@ -272,9 +178,15 @@ impl GaussianMixture {
             ));
         }
         Self::new(
-            members.iter().map(|&j| self.weights[j] / total).collect(),
-            members.iter().map(|&j| self.means[j].clone()).collect(),
-            members.iter().map(|&j| self.stds[j]).collect(),
+            members
+                .iter()
+                .map(|&j| self.mixture.weights()[j] / total)
+                .collect(),
+            members
+                .iter()
+                .map(|&j| self.mixture.means()[j].clone())
+                .collect(),
+            members.iter().map(|&j| self.mixture.stds()[j]).collect(),
         )?
         .with_labels(vec![label; members.len()])
     }
@@ -340,7 +252,7 @@ impl GaussianMixture {
                 .collect::<Result<Vec<_>>>()?;
             gmm = gmm.with_labels(labels)?;
         }
-        for (key, expected) in [("dim", gmm.dim), ("components", gmm.components())] {
+        for (key, expected) in [("dim", gmm.dim()), ("components", gmm.components())] {
             if let Some(v) = obj.get(key) {
                 let ok = v.as_u64().is_some_and(|n| n == expected as u64);
                 if !ok {
@@ -372,40 +284,40 @@ impl GaussianMixture {
 
     /// The dimension `d` of the data.
     pub fn dim(&self) -> usize {
-        self.dim
+        self.mixture.dim()
     }
 
     /// The number of components `K`.
     pub fn components(&self) -> usize {
-        self.weights.len()
+        self.mixture.components()
     }
 
     /// The weights `wₖ`, normalised to sum to 1.
     pub fn weights(&self) -> &[f64] {
-        &self.weights
+        self.mixture.weights()
     }
 
     /// The means `μₖ`, each of length [`GaussianMixture::dim`].
     pub fn means(&self) -> &[Vec<f64>] {
-        &self.means
+        self.mixture.means()
     }
 
     /// The standard deviations `sₖ`.
     pub fn stds(&self) -> &[f64] {
-        &self.stds
+        self.mixture.stds()
     }
 
     /// The mean of the data distribution, `Σₖ wₖ μₖ` (the posterior mean at
     /// `α = 0`).
     pub fn prior_mean(&self) -> &[f64] {
-        &self.prior_mean
+        self.mixture.prior_mean()
     }
 
     fn check_len(&self, op: &'static str, len: usize) -> Result<()> {
-        if len != self.dim {
+        if len != self.mixture.dim() {
             return Err(Error::ShapeMismatch {
                 op,
-                expected: vec![self.dim],
+                expected: vec![self.mixture.dim()],
                 found: vec![len],
             });
         }
@@ -426,17 +338,18 @@ impl GaussianMixture {
                 x0[i]
             )));
         }
-        let half_d = 0.5 * self.dim as f64;
+        let half_d = 0.5 * self.mixture.dim() as f64;
         let mut max = f64::NEG_INFINITY;
         let mut total = 0.0;
-        for &j in &self.active {
-            let var = self.variances[j];
+        for &j in self.mixture.active() {
+            let var = self.mixture.variances()[j];
             let dist2: f64 = x0
                 .iter()
-                .zip(&self.means[j])
+                .zip(&self.mixture.means()[j])
                 .map(|(x, m)| (x - m) * (x - m))
                 .sum();
-            let term = self.log_weights[j] - half_d * (LN_2PI + var.ln()) - dist2 / (2.0 * var);
+            let term =
+                self.mixture.log_weights()[j] - half_d * (LN_2PI + var.ln()) - dist2 / (2.0 * var);
             if !term.is_finite() {
                 return Err(Error::NonFinite(format!(
                     "GaussianMixture::log_density: component {j} has log term {term}"
@@ -454,7 +367,7 @@ impl GaussianMixture {
     /// The posterior mean `E[x₀ | x]` for `x = α·x₀ + σ·ε`, allocated; see
     /// [`GaussianMixture::posterior_mean_into`].
     pub fn posterior_mean(&self, x: &[f64], m: Marginal) -> Result<Vec<f64>> {
-        let mut out = vec![0.0; self.dim];
+        let mut out = vec![0.0; self.mixture.dim()];
         self.posterior_mean_into(x, m, &mut out)?;
         Ok(out)
     }
@@ -486,7 +399,7 @@ impl GaussianMixture {
             )));
         }
         if alpha == 0.0 {
-            out.copy_from_slice(&self.prior_mean);
+            out.copy_from_slice(self.mixture.prior_mean());
             return Ok(());
         }
         if sigma == 0.0 {
@@ -521,13 +434,13 @@ impl GaussianMixture {
     ) -> Result<()> {
         let c = alpha.max(sigma);
         let (a, s) = (alpha / c, sigma / c);
-        let half_d = 0.5 * self.dim as f64;
+        let half_d = 0.5 * self.mixture.dim() as f64;
         let mut max = f64::NEG_INFINITY;
         let mut total = 0.0;
         out.fill(0.0);
-        for &j in &self.active {
-            let mu = &self.means[j];
-            let var = self.variances[j];
+        for &j in self.mixture.active() {
+            let mu = &self.mixture.means()[j];
+            let var = self.mixture.variances()[j];
             // max(a, s) = 1, so v ≥ min(sₖ², 1) > 0.
             let v = a * a * var + s * s;
             let dist2: f64 = x
@@ -538,7 +451,9 @@ impl GaussianMixture {
                     r * r
                 })
                 .sum();
-            let log_r = self.log_weights[j] - half_d * (LN_2PI + libm::log(v)) - dist2 / (2.0 * v);
+            let log_r = self.mixture.log_weights()[j]
+                - half_d * (LN_2PI + libm::log(v))
+                - dist2 / (2.0 * v);
             if !log_r.is_finite() {
                 return Err(Error::NonFinite(format!(
                     "GaussianMixture::posterior_mean: log responsibility {log_r} of component \
@@ -584,37 +499,37 @@ impl GaussianMixture {
         }
         let c = alpha.max(sigma);
         let (a, s) = (alpha / c, sigma / c);
-        let half_d = 0.5 * self.dim as f64;
+        let half_d = 0.5 * self.mixture.dim() as f64;
         // Log responsibilities, then their softmax.
-        let mut log_r = Vec::with_capacity(self.active.len());
+        let mut log_r = Vec::with_capacity(self.mixture.active().len());
         let mut max = f64::NEG_INFINITY;
-        for &j in &self.active {
-            let var = self.variances[j];
+        for &j in self.mixture.active() {
+            let var = self.mixture.variances()[j];
             let v = a * a * var + s * s;
             let dist2: f64 = x
                 .iter()
-                .zip(&self.means[j])
+                .zip(&self.mixture.means()[j])
                 .map(|(&xi, &mi)| {
                     let r = xi / c - a * mi;
                     r * r
                 })
                 .sum();
-            let l = self.log_weights[j] - half_d * (LN_2PI + v.ln()) - dist2 / (2.0 * v);
+            let l = self.mixture.log_weights()[j] - half_d * (LN_2PI + v.ln()) - dist2 / (2.0 * v);
             max = max.max(l);
             log_r.push(l);
         }
         let total: f64 = log_r.iter().map(|l| (l - max).exp()).sum();
         let mut gain_mean = 0.0;
-        let mut delta = vec![0.0; self.dim];
-        for (&j, &l) in self.active.iter().zip(&log_r) {
+        let mut delta = vec![0.0; self.mixture.dim()];
+        for (&j, &l) in self.mixture.active().iter().zip(&log_r) {
             let r = (l - max).exp() / total;
-            let var = self.variances[j];
+            let var = self.mixture.variances()[j];
             let gain = a * var / (a * a * var + s * s);
             gain_mean += r * gain;
             for ((dk, &xi), (&mi, &me)) in delta
                 .iter_mut()
                 .zip(x)
-                .zip(self.means[j].iter().zip(mean.iter()))
+                .zip(self.mixture.means()[j].iter().zip(mean.iter()))
             {
                 *dk = mi + gain * (xi / c - a * mi) - me;
             }
@@ -645,7 +560,7 @@ impl GaussianMixture {
     /// gives `J = I/α`. Computed in f64 with the scaling of
     /// [`GaussianMixture::posterior_mean_into`]; errors as there.
     pub fn posterior_jacobian(&self, x: &[f64], m: Marginal) -> Result<Vec<f64>> {
-        let d = self.dim;
+        let d = self.mixture.dim();
         let mut mean = vec![0.0; d];
         let mut outer = vec![0.0; d * d];
         let parts = self.jacobian_parts(x, m, &mut mean, |r, delta| {
@@ -670,13 +585,13 @@ impl GaussianMixture {
     /// [`GaussianMixture::posterior_jacobian`]):
     /// `d·Σₖ rₖ·gₖ + (α/σ²)·Σₖ rₖ·|δₖ|²`, `d/α` at `σ = 0`, 0 at `α = 0`.
     pub fn posterior_divergence(&self, x: &[f64], m: Marginal) -> Result<f64> {
-        let mut mean = vec![0.0; self.dim];
+        let mut mean = vec![0.0; self.mixture.dim()];
         let mut spread_sum = 0.0;
         let parts = self.jacobian_parts(x, m, &mut mean, |r, delta| {
             spread_sum += r * delta.iter().map(|v| v * v).sum::<f64>();
         })?;
         let (diag, scale) = parts.diagonal_and_spread();
-        let div = self.dim as f64 * diag + scale * spread_sum;
+        let div = self.mixture.dim() as f64 * diag + scale * spread_sum;
         finite_or_error("GaussianMixture::posterior_divergence", m, &[div])?;
         Ok(div)
     }
@@ -701,7 +616,7 @@ impl GaussianMixture {
                 v[i]
             )));
         }
-        let mut mean = vec![0.0; self.dim];
+        let mut mean = vec![0.0; self.mixture.dim()];
         out.fill(0.0);
         let parts = self.jacobian_parts(x, m, &mut mean, |r, delta| {
             let dot: f64 = delta.iter().zip(v).map(|(a, b)| a * b).sum();
@@ -1020,7 +935,7 @@ impl GmmDenoiser {
     /// Checks host rows `x` (flat, `levels.len()` rows of the mixture's
     /// dimension) and returns the dimension.
     fn check_rows(&self, op: &'static str, levels: &[NoiseLevel], len: usize) -> Result<usize> {
-        let d = self.mixture.dim;
+        let d = self.mixture.dim();
         if len != levels.len() * d {
             return Err(Error::ShapeMismatch {
                 op,
@@ -1072,10 +987,10 @@ impl GmmDenoiser {
         let shape = backend.shape(x);
         let rows = shape.first().copied().unwrap_or(0);
         let row_len: usize = shape.iter().skip(1).product();
-        if shape.is_empty() || row_len != self.mixture.dim || rows != levels.len() {
+        if shape.is_empty() || row_len != self.mixture.dim() || rows != levels.len() {
             return Err(Error::ShapeMismatch {
                 op,
-                expected: vec![levels.len(), self.mixture.dim],
+                expected: vec![levels.len(), self.mixture.dim()],
                 found: shape.to_vec(),
             });
         }
@@ -1162,7 +1077,7 @@ impl<B: Backend> Denoiser<B> for GmmDenoiser {
         out: &mut B::Tensor,
     ) -> Result<()> {
         let shape = backend.shape(x).to_vec();
-        let d = self.mixture.dim;
+        let d = self.mixture.dim();
         let rows = shape.first().copied().unwrap_or(0);
         let row_len: usize = shape.iter().skip(1).product();
         if shape.is_empty() || row_len != d {

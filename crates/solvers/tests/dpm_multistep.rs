@@ -5,9 +5,11 @@
 
 mod common;
 
-/// Levels at half log-SNR `l` with time 0 (the runs use the VE schedule).
+// Levels at half log-SNR `l` with time 0 (the runs use the VE schedule).
 use common::vp_at_half_log_snr as vp;
-use common::{Gaussian, Sample, clean, linspace_levels, step_ctx, weighted_integral};
+use common::{
+    Gaussian, Sample, clean, linspace_levels, run_f64_states, step_ctx, weighted_integral,
+};
 use diffuse_solvers::{
     Backend, CpuBackend, DpmAlgorithm, DpmSolverMultistep, Error, Marginal, Method, NoiseLevel,
     Prediction, Result, SamplingGrid, SecondOrder, SolverState, StepContext, ThirdOrder,
@@ -55,23 +57,7 @@ fn run_f64(
     x: f64,
     predict: &dyn Fn(f64, Marginal) -> f64,
 ) -> Result<Vec<f64>> {
-    let mut x = x;
-    let mut history: Vec<f64> = Vec::new();
-    let mut states = vec![x];
-    for i in 0..levels.len() - 1 {
-        let p0 = predict(x, levels[i].marginal);
-        let c = m.update(&ctx(levels, i, history.len()), 1)?;
-        c.check(m.name())?;
-        let mut next = c.x * x + c.stages[0] * p0;
-        for (k, h) in c.history.iter().enumerate() {
-            next += h * history[k];
-        }
-        x = next;
-        states.push(x);
-        history.insert(0, p0);
-        history.truncate(m.history());
-    }
-    Ok(states)
+    Ok(run_f64_states(m, levels, &VeSchedule, x, predict)?.0)
 }
 
 /// order, lower_order_final, euler_at_final, grid, expected step orders.

@@ -7,7 +7,10 @@
 
 mod common;
 
-use common::{Gaussian, Sample, VpBySigma, clean, linspace_levels, step_ctx, weighted_integral};
+use common::{
+    Gaussian, Sample, VpBySigma, clean, linspace_levels, run_f64_states, step_ctx,
+    weighted_integral,
+};
 use diffuse_core::NoiseSchedule;
 use diffuse_solvers::{
     Backend, CpuBackend, DpmAlgorithm, DpmPp2S, DpmSolverSinglestep, Error, Marginal, Method,
@@ -65,18 +68,6 @@ const GRID_LOF: SinglestepStages = SinglestepStages::Grid {
     lower_order_final: true,
 };
 
-/// Applies `c` to scalars.
-fn apply(c: &diffuse_solvers::Combination, x: f64, stages: &[f64], history: &[f64]) -> f64 {
-    let mut v = c.x * x;
-    for (k, p) in c.stages.iter().enumerate() {
-        v += p * stages[k];
-    }
-    for (k, h) in c.history.iter().enumerate() {
-        v += h * history[k];
-    }
-    v
-}
-
 /// Runs `m` in f64 on a scalar state from `x` with `predict(x, level)`
 /// giving the method's prediction (the driver's logic, without tensors);
 /// returns the final state and the number of model evaluations.
@@ -86,27 +77,8 @@ fn run_f64(
     x: f64,
     predict: &dyn Fn(f64, Marginal) -> f64,
 ) -> Result<(f64, usize)> {
-    let mut x = x;
-    let mut history: Vec<f64> = Vec::new();
-    let mut nfe = 0;
-    for i in 0..levels.len() - 1 {
-        let c = ctx(levels, i, history.len());
-        let stage_levels = m.stages(&c)?;
-        let mut preds = vec![predict(x, levels[i].marginal)];
-        for (s, level) in stage_levels.iter().enumerate() {
-            let comb = m.stage_input(&c, s + 1)?;
-            comb.check(m.name())?;
-            let xs = apply(&comb, x, &preds, &history);
-            preds.push(predict(xs, level.marginal));
-        }
-        nfe += preds.len();
-        let comb = m.update(&c, preds.len())?;
-        comb.check(m.name())?;
-        x = apply(&comb, x, &preds, &history);
-        history.insert(0, preds[0]);
-        history.truncate(m.history());
-    }
-    Ok((x, nfe))
+    let (states, nfe) = run_f64_states(m, levels, &VpBySigma, x, predict)?;
+    Ok((states[states.len() - 1], nfe))
 }
 
 /// diffusers' `get_order_list` with `set_timesteps`' forcing of

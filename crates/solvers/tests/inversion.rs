@@ -8,7 +8,7 @@ mod common;
 
 use std::sync::Arc;
 
-/// Levels at half log-SNR `l` with time 0 (the runs use the VE schedule).
+// Levels at half log-SNR `l` with time 0 (the runs use the VE schedule).
 use common::vp_at_half_log_snr as vp;
 use common::{Eps, linspace_levels, max_abs_diff_f32, three_bumps_2d};
 

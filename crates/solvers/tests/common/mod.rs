@@ -10,8 +10,8 @@ use std::sync::Arc;
 use diffuse_core::NoiseSchedule;
 use diffuse_nets::{GaussianMixture, GmmDenoiser};
 use diffuse_solvers::{
-    Affine, Backend, CpuBackend, Marginal, NoiseLevel, NoiseStream, Parameterization, Prediction,
-    Result, SamplingGrid, StepContext,
+    Affine, Backend, Combination, CpuBackend, Marginal, Method, NoiseLevel, NoiseStream,
+    Parameterization, Prediction, Result, SamplingGrid, StepContext,
 };
 
 // ------------------------------------------------------- parameterisations
@@ -170,6 +170,58 @@ pub fn step_ctx<'a>(
         history,
         schedule,
     }
+}
+
+// ------------------------------------------------------- f64 reference
+
+/// Applies `c` to scalars: `c.x·x + Σ c.stages[k]·stages[k] +
+/// Σ c.history[k]·history[k]`, summed in that order.
+pub fn apply_f64(c: &Combination, x: f64, stages: &[f64], history: &[f64]) -> f64 {
+    let mut v = c.x * x;
+    for (k, p) in c.stages.iter().enumerate() {
+        v += p * stages[k];
+    }
+    for (k, h) in c.history.iter().enumerate() {
+        v += h * history[k];
+    }
+    v
+}
+
+/// Runs `m` in f64 on a scalar state from `x` over `levels` (step contexts
+/// on `schedule`), with `predict(x, level)` giving the method's prediction:
+/// the driver's logic without tensors, checking every combination. Returns
+/// the state after every step (the start first) and the number of model
+/// evaluations.
+pub fn run_f64_states(
+    m: &dyn Method,
+    levels: &[NoiseLevel],
+    schedule: &dyn NoiseSchedule,
+    x: f64,
+    predict: &dyn Fn(f64, Marginal) -> f64,
+) -> Result<(Vec<f64>, usize)> {
+    let mut x = x;
+    let mut states = vec![x];
+    let mut history: Vec<f64> = Vec::new();
+    let mut nfe = 0;
+    for i in 0..levels.len() - 1 {
+        let c = step_ctx(levels, i, history.len(), schedule);
+        let stage_levels = m.stages(&c)?;
+        let mut preds = vec![predict(x, levels[i].marginal)];
+        for (s, level) in stage_levels.iter().enumerate() {
+            let comb = m.stage_input(&c, s + 1)?;
+            comb.check(m.name())?;
+            let xs = apply_f64(&comb, x, &preds, &history);
+            preds.push(predict(xs, level.marginal));
+        }
+        nfe += preds.len();
+        let comb = m.update(&c, preds.len())?;
+        comb.check(m.name())?;
+        x = apply_f64(&comb, x, &preds, &history);
+        states.push(x);
+        history.insert(0, preds[0]);
+        history.truncate(m.history());
+    }
+    Ok((states, nfe))
 }
 
 // ---------------------------------------------------------- exact models

@@ -6,89 +6,22 @@
 //! independent draws give different samples at every step count; bad uses
 //! are typed errors.
 
+mod common;
+
 use std::sync::{Arc, Mutex};
 
-use diffuse_nets::{GaussianMixture, GmmDenoiser};
+use common::{BASE, VpBySigma, geometric_grid, two_blobs_model, vp_level, vp_start};
 use diffuse_solvers::{
-    Affine, Backend, BrownianNoise, CpuBackend, DpmPpSde, Draw, DrawInfo, DrawKind, Error,
-    Marginal, Method, NoiseKind, NoiseLevel, NoiseSource, NoiseStream, Parameterization, Result,
-    Sampler, SamplingGrid, Solver, noise_source, run_with_noise,
+    Backend, BrownianNoise, CpuBackend, DpmPpSde, Draw, DrawInfo, DrawKind, Error, Method,
+    NoiseKind, NoiseSource, NoiseStream, Result, Sampler, SamplingGrid, Solver, noise_source,
+    run_with_noise,
 };
-
-/// x₀-prediction: x̂₀ = out.
-struct Sample;
-
-impl Parameterization for Sample {
-    fn name(&self) -> &str {
-        "sample"
-    }
-    fn x0_map(&self, _m: Marginal) -> Result<Affine> {
-        Ok(Affine { a: 0.0, b: 1.0 })
-    }
-}
-
-/// A VP schedule with time `t = σ̃`.
-struct VpBySigma;
-
-impl diffuse_core::NoiseSchedule for VpBySigma {
-    fn name(&self) -> &str {
-        "vp-by-sigma"
-    }
-    fn t_range(&self) -> (f64, f64) {
-        (0.0, f64::INFINITY)
-    }
-    fn alpha(&self, t: f64) -> f64 {
-        1.0 / (1.0 + t * t).sqrt()
-    }
-    fn sigma(&self, t: f64) -> f64 {
-        t / (1.0 + t * t).sqrt()
-    }
-    fn t_of_log_snr(&self, lambda: f64) -> Result<f64> {
-        Ok((-0.5 * lambda).exp())
-    }
-}
-
-fn level(s: f64) -> NoiseLevel {
-    let alpha = 1.0 / (1.0 + s * s).sqrt();
-    NoiseLevel {
-        t: s,
-        marginal: Marginal {
-            alpha,
-            sigma: s * alpha,
-        },
-    }
-}
 
 /// `n` steps geometric in σ̃ from 10 to 0.05 (`n + 1` levels, so the grid
 /// of `2n` steps holds every level of the grid of `n`), then a clean level.
 fn grid(n: usize) -> SamplingGrid {
-    let mut v: Vec<NoiseLevel> = (0..=n)
-        .map(|i| level(10.0 * (0.05f64 / 10.0).powf(i as f64 / n as f64)))
-        .collect();
-    v.push(level(0.0));
-    SamplingGrid::Shared(v)
+    geometric_grid(10.0, 0.05, n + 1, vp_level)
 }
-
-fn model() -> GmmDenoiser {
-    let gmm = GaussianMixture::new(
-        vec![0.6, 0.4],
-        vec![vec![-1.0, 0.5], vec![1.5, -0.5]],
-        vec![0.4, 0.3],
-    )
-    .unwrap();
-    GmmDenoiser::new(gmm, Arc::new(Sample))
-}
-
-/// `rows` 2-D states at σ̃ = 10 (VP), from stream 0 of seed 11.
-fn start(cpu: &CpuBackend, rows: usize) -> diffuse_core::CpuTensor {
-    let mut v = vec![0.0f32; rows * 2];
-    NoiseStream::new(11, 0).fill(0, &mut v);
-    let a = level(10.0).marginal.sigma as f32;
-    cpu.upload(&[rows, 2], &v.iter().map(|z| z * a).collect::<Vec<_>>())
-        .unwrap()
-}
-
-const BASE: NoiseStream = NoiseStream::new(11, 1);
 
 fn step_info(rows: usize, span: (f64, f64)) -> DrawInfo {
     DrawInfo {
@@ -212,13 +145,13 @@ impl NoiseSource<CpuBackend> for Recording {
 fn update_increments(n: usize, rows: usize) -> Result<Vec<Logged<f64>>> {
     let cpu = CpuBackend::new();
     let g = grid(n);
-    let mut x = start(&cpu, rows);
+    let mut x = vp_start(&cpu, rows);
     let log = Arc::new(Mutex::new(Vec::new()));
     let source = Recording {
         inner: BrownianNoise::for_grid(&cpu, &[rows, 2], &g, BASE)?,
         log: log.clone(),
     };
-    let m = model();
+    let m = two_blobs_model();
     run_with_noise(
         &cpu,
         &DpmPpSde::default(),
@@ -292,10 +225,10 @@ fn median_distance(a: &[f32], b: &[f32]) -> f64 {
 /// DPM-Solver++ SDE with the seed fixed, at 50, 100 and 200 steps.
 fn samples_at(kind: NoiseKind, rows: usize) -> Result<Vec<Vec<f32>>> {
     let cpu = CpuBackend::new();
-    let m = model();
+    let m = two_blobs_model();
     let mut out = Vec::new();
     for n in [50, 100, 200] {
-        let mut x = start(&cpu, rows);
+        let mut x = vp_start(&cpu, rows);
         let mut sampler = Sampler::new(DpmPpSde::default()).with_noise_kind(kind);
         sampler.sample(&cpu, &m, &VpBySigma, &grid(n), &mut x, Some(BASE))?;
         out.push(cpu.to_host(&x)?);
@@ -331,10 +264,10 @@ fn with_the_tree_samples_converge_as_steps_grow() -> Result<()> {
     assert!(d2 < 0.25 * p2, "{d2} vs {p2}");
     // The default for dpmpp-sde on a shared grid is the tree.
     let cpu = CpuBackend::new();
-    let mut x = start(&cpu, rows);
+    let mut x = vp_start(&cpu, rows);
     Sampler::new(DpmPpSde::default()).sample(
         &cpu,
-        &model(),
+        &two_blobs_model(),
         &VpBySigma,
         &grid(50),
         &mut x,
@@ -348,7 +281,7 @@ fn with_the_tree_samples_converge_as_steps_grow() -> Result<()> {
 #[test]
 fn misuse_is_a_typed_error() -> Result<()> {
     let cpu = CpuBackend::new();
-    let x = start(&cpu, 4);
+    let x = vp_start(&cpu, 4);
     // Per-row grids have no single level sequence.
     let per_row = SamplingGrid::PerRow(vec![grid(4).row(0).to_vec(); 4]);
     assert!(matches!(
@@ -356,11 +289,18 @@ fn misuse_is_a_typed_error() -> Result<()> {
         Err(Error::Unsupported(_))
     ));
     // ... but a Sampler left at its default falls back to the stream there.
-    let mut y = start(&cpu, 4);
+    let mut y = vp_start(&cpu, 4);
     let sampler = Sampler::new(DpmPpSde::default());
     assert_eq!(sampler.noise_kind(&per_row), NoiseKind::Philox);
     let mut sampler = sampler;
-    sampler.sample(&cpu, &model(), &VpBySigma, &per_row, &mut y, Some(BASE))?;
+    sampler.sample(
+        &cpu,
+        &two_blobs_model(),
+        &VpBySigma,
+        &per_row,
+        &mut y,
+        Some(BASE),
+    )?;
     // A level beyond the tree, a draw of another shape, a step draw
     // without levels.
     let mut source = BrownianNoise::for_grid(&cpu, &[4, 2], &grid(4), BASE)?;
@@ -383,7 +323,7 @@ fn misuse_is_a_typed_error() -> Result<()> {
         Err(Error::Unsupported(_))
     ));
     // A grid with no positive level.
-    let flat = SamplingGrid::Shared(vec![level(0.0), level(0.0)]);
+    let flat = SamplingGrid::Shared(vec![vp_level(0.0), vp_level(0.0)]);
     assert!(matches!(
         BrownianNoise::for_grid(&cpu, &[4, 2], &flat, BASE),
         Err(Error::InvalidArgument { .. })

@@ -5,47 +5,13 @@
 //! keeps converging up to 500 steps, where diffusers' diverges), the
 //! driver against an f64 reference, and typed errors.
 
+mod common;
+
+use common::{Eps, VpBySigma, step_ctx, vp_level, vp_levels};
 use diffuse_solvers::{
-    Affine, Backend, CpuBackend, Deis, Error, IPndm, Marginal, Method, NoiseLevel,
-    Parameterization, Pndm, PndmStart, Result, SamplingGrid, SolverState, StepContext,
+    Backend, CpuBackend, Deis, Error, IPndm, Marginal, Method, NoiseLevel, Pndm, PndmStart, Result,
+    SamplingGrid, SolverState, StepContext,
 };
-
-/// A variance-preserving schedule with time `t = σ̃ = σ/α`.
-struct VpBySigma;
-
-impl diffuse_core::NoiseSchedule for VpBySigma {
-    fn name(&self) -> &str {
-        "vp-by-sigma"
-    }
-    fn t_range(&self) -> (f64, f64) {
-        (0.0, f64::INFINITY)
-    }
-    fn alpha(&self, t: f64) -> f64 {
-        1.0 / (1.0 + t * t).sqrt()
-    }
-    fn sigma(&self, t: f64) -> f64 {
-        t / (1.0 + t * t).sqrt()
-    }
-    fn t_of_log_snr(&self, lambda: f64) -> Result<f64> {
-        Ok((-0.5 * lambda).exp())
-    }
-}
-
-/// The VP level with `σ̃ = s` (time `s`); `s = 0` is clean.
-fn level(s: f64) -> NoiseLevel {
-    let alpha = 1.0 / (1.0 + s * s).sqrt();
-    NoiseLevel {
-        t: s,
-        marginal: Marginal {
-            alpha,
-            sigma: s * alpha,
-        },
-    }
-}
-
-fn levels(sigmas: &[f64]) -> Vec<NoiseLevel> {
-    sigmas.iter().map(|&s| level(s)).collect()
-}
 
 /// `n` steps from `s0` to `s1`, evenly spaced in `σ̃` (`log = false`) or
 /// in `log σ̃`.
@@ -53,7 +19,7 @@ fn spaced(s0: f64, s1: f64, n: usize, log: bool) -> Vec<NoiseLevel> {
     (0..=n)
         .map(|i| {
             let f = i as f64 / n as f64;
-            level(if log {
+            vp_level(if log {
                 (s0.ln() + (s1.ln() - s0.ln()) * f).exp()
             } else {
                 s0 + (s1 - s0) * f
@@ -81,16 +47,11 @@ fn sd_deis_grid(n: usize) -> Vec<NoiseLevel> {
         })
         .collect();
     sigmas.push(ve(acp[0]));
-    levels(&sigmas)
+    vp_levels(&sigmas)
 }
 
 fn ctx(levels: &[NoiseLevel], i: usize, history: usize) -> StepContext<'_> {
-    StepContext {
-        i,
-        levels,
-        history,
-        schedule: &VpBySigma,
-    }
+    step_ctx(levels, i, history, &VpBySigma)
 }
 
 /// A 1-D Gaussian mixture `Σ w_k N(μ_k, s_k²)` and its exact `ε̂`.
@@ -379,8 +340,8 @@ fn deis_integrates_polynomials_in_log_rho_exactly() {
     let m = Deis::new(3, false).unwrap();
     // A coarse step, a step to σ = 0, and a tiny step (1e-4 in log ρ).
     let grids = [
-        levels(&[4.0, 2.5, 1.5, 0.8]),
-        levels(&[4.0, 2.5, 1.5, 0.0]),
+        vp_levels(&[4.0, 2.5, 1.5, 0.8]),
+        vp_levels(&[4.0, 2.5, 1.5, 0.0]),
         spaced(1.0, 0.9997, 3, true),
     ];
     for lv in &grids {
@@ -571,7 +532,7 @@ fn pndm_runge_kutta_start_takes_three_rk4_steps() {
         // The t-midpoint on the schedule, twice, then the next level.
         let tm = 0.5 * (lv[i].t + lv[i + 1].t);
         assert!(close(st[0].t, tm, 1e-15) && st[0] == st[1]);
-        let mid = level(tm).marginal;
+        let mid = vp_level(tm).marginal;
         assert!(close(st[0].marginal.alpha, mid.alpha, 1e-14));
         assert!(close(st[0].marginal.sigma, mid.sigma, 1e-14));
         assert_eq!(st[2], lv[i + 1]);
@@ -639,7 +600,7 @@ fn ipndm_warms_up_and_denoises_at_the_clean_end() {
         assert_transfer(&c, lv[i].marginal, lv[i + 1].marginal, &w[..1], &w[1..]);
     }
     // A step to σ = 0 is x′ = α′·x̂₀ = α′·(x/α − σ̃·ε̂).
-    lv[8] = level(0.0);
+    lv[8] = vp_level(0.0);
     let c = m.update(&ctx(&lv, 7, 3), 1).unwrap();
     assert_transfer(&c, lv[7].marginal, lv[8].marginal, &[1.0], &[]);
     let two = IPndm::new(2).unwrap();
@@ -650,21 +611,6 @@ fn ipndm_warms_up_and_denoises_at_the_clean_end() {
 }
 
 // ---------------------------------------------------------------- driver
-
-/// The model predicts ε: `x̂₀ = (x − σ·out)/α`.
-struct EpsOutput;
-
-impl Parameterization for EpsOutput {
-    fn name(&self) -> &str {
-        "epsilon"
-    }
-    fn x0_map(&self, m: Marginal) -> Result<Affine> {
-        Ok(Affine {
-            a: 1.0 / m.alpha,
-            b: -m.sigma / m.alpha,
-        })
-    }
-}
 
 #[test]
 fn the_driver_matches_the_f64_reference_and_counts_evaluations() -> Result<()> {
@@ -691,7 +637,7 @@ fn the_driver_matches_the_f64_reference_and_counts_evaluations() -> Result<()> {
                 .map(|&v| GMM.eps(v as f64, level) as f32)
                 .collect();
             let out = cpu.upload(&[starts.len(), 1], &out)?;
-            state.advance(&cpu, &EpsOutput, &mut x, &out)?;
+            state.advance(&cpu, &Eps, &mut x, &out)?;
         }
         assert_eq!(state.report().nfe, *nfe, "{}", m.name());
         let got = cpu.to_host(&x)?;
@@ -747,7 +693,7 @@ fn bad_options_are_typed_errors() {
     ));
     // Coinciding history levels give non-finite DEIS coefficients, which
     // the combination check reports.
-    let dup = levels(&[3.0, 2.0, 2.0, 1.0]);
+    let dup = vp_levels(&[3.0, 2.0, 2.0, 1.0]);
     let comb = Deis::new(3, false)
         .unwrap()
         .update(&ctx(&dup, 2, 2), 1)

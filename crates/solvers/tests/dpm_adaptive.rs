@@ -6,12 +6,16 @@
 //! step reproduces the singlestep DPM-Solver, VP and VE runs take the same
 //! steps, the end at σ = 0, determinism, and typed errors.
 
+mod common;
+
 use std::sync::Arc;
 
-use diffuse_core::{NoiseSchedule, NoiseStream};
+use common::{Sample, VpBySigma, max_abs_diff};
+
+use diffuse_core::NoiseStream;
 use diffuse_nets::{GaussianMixture, GmmDenoiser};
 use diffuse_solvers::{
-    AdaptiveReport, Affine, Backend, Condition, CpuBackend, Denoiser, DpmAdaptive, DpmAlgorithm,
+    AdaptiveReport, Backend, Condition, CpuBackend, Denoiser, DpmAdaptive, DpmAlgorithm,
     DpmSolverSinglestep, Error, ErrorNorm, Marginal, NoiseLevel, Parameterization, Result, Sampler,
     SamplingGrid, SecondOrder, SinglestepStages, Solver, VeSchedule,
 };
@@ -21,40 +25,6 @@ const SIGMA_MIN: f64 = 0.02;
 const ROWS: usize = 32;
 /// Steps of the f64 reference solution.
 const REF_STEPS: usize = 1000;
-
-/// x₀-prediction: `x̂₀ = out`.
-struct Sample;
-
-impl Parameterization for Sample {
-    fn name(&self) -> &str {
-        "sample"
-    }
-    fn x0_map(&self, _m: Marginal) -> Result<Affine> {
-        Ok(Affine { a: 0.0, b: 1.0 })
-    }
-}
-
-/// The variance-preserving schedule indexed by `t = σ/α`:
-/// `α = 1/√(1 + t²)`, `σ = t·α`.
-struct Vp;
-
-impl NoiseSchedule for Vp {
-    fn name(&self) -> &str {
-        "vp-test"
-    }
-    fn t_range(&self) -> (f64, f64) {
-        (0.0, f64::INFINITY)
-    }
-    fn alpha(&self, t: f64) -> f64 {
-        1.0 / (1.0 + t * t).sqrt()
-    }
-    fn sigma(&self, t: f64) -> f64 {
-        t / (1.0 + t * t).sqrt()
-    }
-    fn t_of_log_snr(&self, lambda: f64) -> Result<f64> {
-        Ok((-0.5 * lambda).exp())
-    }
-}
 
 fn mixture() -> GaussianMixture {
     GaussianMixture::new(vec![0.3, 0.7], vec![vec![-1.5], vec![1.0]], vec![0.3, 0.5]).unwrap()
@@ -179,13 +149,6 @@ fn run_ve(solver: &DpmAdaptive, sigmas: &[f64]) -> Result<(Vec<f64>, AdaptiveRep
     run_gmm(solver, &mixture(), sigmas)
 }
 
-fn max_diff(a: &[f64], b: &[f64]) -> f64 {
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f64::max)
-}
-
 fn with_tol(order: usize, algorithm: DpmAlgorithm, norm: ErrorNorm, tol: f64) -> DpmAdaptive {
     DpmAdaptive {
         order,
@@ -209,7 +172,11 @@ fn reference_is_exact_for_one_gaussian() {
     let got = reference(&gmm, &x, SIGMA_MIN, 400);
     let scale = (s * s + SIGMA_MIN * SIGMA_MIN).sqrt() / (s * s + SIGMA_MAX * SIGMA_MAX).sqrt();
     let exact: Vec<f64> = x.iter().map(|&v| mu + (v - mu) * scale).collect();
-    assert!(max_diff(&got, &exact) < 2e-7, "{}", max_diff(&got, &exact));
+    assert!(
+        max_abs_diff(&got, &exact) < 2e-7,
+        "{}",
+        max_abs_diff(&got, &exact)
+    );
     // And the mixtures' references have converged, far below the errors
     // the tolerance test measures (above 1e-5).
     for gmm in [mixture(), mixture_3d()] {
@@ -218,7 +185,7 @@ fn reference_is_exact_for_one_gaussian() {
             reference(&gmm, &x, SIGMA_MIN, REF_STEPS),
             reference(&gmm, &x, SIGMA_MIN, 2 * REF_STEPS),
         );
-        assert!(max_diff(&a, &b) < 1e-7, "{}", max_diff(&a, &b));
+        assert!(max_abs_diff(&a, &b) < 1e-7, "{}", max_abs_diff(&a, &b));
     }
 }
 
@@ -236,7 +203,7 @@ fn error_falls_and_evaluations_grow_as_the_tolerance_tightens() {
                     for tol in tols {
                         let solver = with_tol(order, algorithm, norm, tol);
                         let (x, report) = run_gmm(&solver, &gmm, &[SIGMA_MAX, SIGMA_MIN]).unwrap();
-                        let err = max_diff(&x, &want);
+                        let err = max_abs_diff(&x, &want);
                         let case = format!(
                             "dim {} order {order} {algorithm:?} {norm:?} tol {tol}",
                             gmm.dim()
@@ -264,7 +231,7 @@ fn the_norms_agree_on_one_element_rows_and_differ_otherwise() {
     let (a, ra) = run(&mixture(), ErrorNorm::PerElement);
     let (b, rb) = run(&mixture(), ErrorNorm::PerRow);
     assert_eq!(ra, rb);
-    assert!(max_diff(&a, &b) < 1e-6);
+    assert!(max_abs_diff(&a, &b) < 1e-6);
     // Coordinates near 0 next to coordinates near 2: the per-element norm
     // weighs the small ones by atol, the per-row norm by the row's RMS, so
     // it is the looser of the two.
@@ -416,7 +383,7 @@ fn matches_a_transcription_of_k_diffusion() {
                 assert!(rejected > 0, "{case}: no rejection exercised");
                 // The model output at a rejected step's start is reused.
                 assert_eq!(report.nfe, order * accepted + (order - 1) * rejected);
-                let diff = max_diff(&got, &want);
+                let diff = max_abs_diff(&got, &want);
                 assert!(diff < tol, "{case}: {diff:e}");
             }
         }
@@ -427,14 +394,14 @@ fn matches_a_transcription_of_k_diffusion() {
 fn variance_preserving_runs_take_the_same_steps() {
     let cpu = CpuBackend::new();
     let alpha = |s: f64| 1.0 / (1.0 + s * s).sqrt();
-    let grid = SamplingGrid::from_sigmas(&Vp, &[SIGMA_MAX, SIGMA_MIN]).unwrap();
+    let grid = SamplingGrid::from_sigmas(&VpBySigma, &[SIGMA_MAX, SIGMA_MIN]).unwrap();
     for (base, tol) in k_diffusion_cases() {
         for algorithm in ALGORITHMS {
             let solver = DpmAdaptive { algorithm, ..base };
             let (ve, ve_report) = run_ve(&solver, &[SIGMA_MAX, SIGMA_MIN]).unwrap();
             let mut x = upload(&cpu, &start(), 1, alpha(SIGMA_MAX));
             let report = solver
-                .integrate(&cpu, &model(), &Vp, &grid, &mut x)
+                .integrate(&cpu, &model(), &VpBySigma, &grid, &mut x)
                 .unwrap();
             assert_eq!(
                 (report.accepted, report.rejected),
@@ -452,7 +419,7 @@ fn variance_preserving_runs_take_the_same_steps() {
                 DpmAlgorithm::NoisePrediction => tol,
                 DpmAlgorithm::DataPrediction => 1e-5,
             };
-            let diff = max_diff(&vp, &ve);
+            let diff = max_abs_diff(&vp, &ve);
             assert!(diff < tol, "{solver:?}: {diff:e}");
         }
     }
@@ -508,9 +475,9 @@ fn a_fixed_step_is_the_singlestep_dpm_solver() {
                 .map(|&v| f64::from(v))
                 .collect();
             assert!(
-                max_diff(&got, &want) < 1e-5,
+                max_abs_diff(&got, &want) < 1e-5,
                 "order {order} {algorithm:?}: {}",
-                max_diff(&got, &want)
+                max_abs_diff(&got, &want)
             );
         }
     }
@@ -541,9 +508,9 @@ fn intermediate_levels_are_ignored_and_zero_ends_with_a_denoising_step() {
         .flat_map(|&x| denoise(&gmm, &[x], SIGMA_MIN))
         .collect();
     assert!(
-        max_diff(&clean, &want) < 1e-5,
+        max_abs_diff(&clean, &want) < 1e-5,
         "{}",
-        max_diff(&clean, &want)
+        max_abs_diff(&clean, &want)
     );
 }
 

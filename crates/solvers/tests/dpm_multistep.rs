@@ -3,37 +3,21 @@
 //! library's order-3 coefficient, convergence orders on a Gaussian, the
 //! driver against an f64 reference, and typed errors.
 
+mod common;
+
+// Levels at half log-SNR `l` with time 0 (the runs use the VE schedule).
+use common::vp_at_half_log_snr as vp;
+use common::{
+    Gaussian, Sample, clean, linspace_levels, run_f64_states, step_ctx, weighted_integral,
+};
 use diffuse_solvers::{
-    Affine, Backend, CpuBackend, DpmAlgorithm, DpmSolverMultistep, Error, Marginal, Method,
-    NoiseLevel, Parameterization, Prediction, Result, SamplingGrid, SecondOrder, SolverState,
-    StepContext, ThirdOrder, VeSchedule,
+    Backend, CpuBackend, DpmAlgorithm, DpmSolverMultistep, Error, Marginal, Method, NoiseLevel,
+    Prediction, Result, SamplingGrid, SecondOrder, SolverState, StepContext, ThirdOrder,
+    VeSchedule,
 };
 
 const ALGORITHMS: [DpmAlgorithm; 2] = [DpmAlgorithm::DataPrediction, DpmAlgorithm::NoisePrediction];
 const FORMS: [SecondOrder; 2] = [SecondOrder::Midpoint, SecondOrder::Heun];
-
-/// The variance-preserving level with half log-SNR `l = log(α/σ)`.
-fn vp(l: f64) -> NoiseLevel {
-    let alpha = 1.0 / (1.0 + (-2.0 * l).exp()).sqrt();
-    NoiseLevel {
-        t: 0.0,
-        marginal: Marginal {
-            alpha,
-            sigma: alpha * (-l).exp(),
-        },
-    }
-}
-
-/// A clean level (σ = 0).
-fn clean() -> NoiseLevel {
-    NoiseLevel {
-        t: 0.0,
-        marginal: Marginal {
-            alpha: 1.0,
-            sigma: 0.0,
-        },
-    }
-}
 
 /// Levels at the given half log-SNRs.
 fn grid(ls: &[f64]) -> Vec<NoiseLevel> {
@@ -42,18 +26,11 @@ fn grid(ls: &[f64]) -> Vec<NoiseLevel> {
 
 /// `n` steps evenly spaced in λ from `l0` to `l1`.
 fn uniform(l0: f64, l1: f64, n: usize) -> Vec<NoiseLevel> {
-    (0..=n)
-        .map(|i| vp(l0 + (l1 - l0) * i as f64 / n as f64))
-        .collect()
+    linspace_levels(l0, l1, n, vp)
 }
 
 fn ctx(levels: &[NoiseLevel], i: usize, history: usize) -> StepContext<'_> {
-    StepContext {
-        i,
-        levels,
-        history,
-        schedule: &VeSchedule,
-    }
+    step_ctx(levels, i, history, &VeSchedule)
 }
 
 fn method(
@@ -80,48 +57,7 @@ fn run_f64(
     x: f64,
     predict: &dyn Fn(f64, Marginal) -> f64,
 ) -> Result<Vec<f64>> {
-    let mut x = x;
-    let mut history: Vec<f64> = Vec::new();
-    let mut states = vec![x];
-    for i in 0..levels.len() - 1 {
-        let p0 = predict(x, levels[i].marginal);
-        let c = m.update(&ctx(levels, i, history.len()), 1)?;
-        c.check(m.name())?;
-        let mut next = c.x * x + c.stages[0] * p0;
-        for (k, h) in c.history.iter().enumerate() {
-            next += h * history[k];
-        }
-        x = next;
-        states.push(x);
-        history.insert(0, p0);
-        history.truncate(m.history());
-    }
-    Ok(states)
-}
-
-/// One-dimensional Gaussian data `N(mu, s²)`.
-#[derive(Clone, Copy)]
-struct Gaussian {
-    mu: f64,
-    s: f64,
-}
-
-impl Gaussian {
-    fn x0_hat(&self, x: f64, m: Marginal) -> f64 {
-        let v = m.alpha * m.alpha * self.s * self.s + m.sigma * m.sigma;
-        self.mu + m.alpha * self.s * self.s / v * (x - m.alpha * self.mu)
-    }
-    fn predict(&self, kind: Prediction, x: f64, m: Marginal) -> f64 {
-        match kind {
-            Prediction::Data => self.x0_hat(x, m),
-            Prediction::Noise => (x - m.alpha * self.x0_hat(x, m)) / m.sigma,
-        }
-    }
-    /// The probability-flow ODE's solution at `to` from `x` at `from`.
-    fn exact(&self, x: f64, from: Marginal, to: Marginal) -> f64 {
-        let sd = |m: Marginal| (m.alpha * m.alpha * self.s * self.s + m.sigma * m.sigma).sqrt();
-        to.alpha * self.mu + sd(to) / sd(from) * (x - from.alpha * self.mu)
-    }
+    Ok(run_f64_states(m, levels, &VeSchedule, x, predict)?.0)
 }
 
 /// order, lower_order_final, euler_at_final, grid, expected step orders.
@@ -178,17 +114,6 @@ fn step_orders_follow_the_warm_up_and_final_step_rules() -> Result<()> {
 }
 
 /// `∫_a^b e^{±λ}·(c0 + c1·λ + c2·λ²) dλ` in closed form.
-fn weighted_integral(sign: f64, c: [f64; 3], a: f64, b: f64) -> f64 {
-    let anti = |l: f64| {
-        if sign > 0.0 {
-            l.exp() * (c[0] + c[1] * (l - 1.0) + c[2] * (l * l - 2.0 * l + 2.0))
-        } else {
-            -(-l).exp() * (c[0] + c[1] * (l + 1.0) + c[2] * (l * l + 2.0 * l + 2.0))
-        }
-    };
-    anti(b) - anti(a)
-}
-
 /// Runs `m` with a prediction `p(λ) = c0 + c1·λ + c2·λ²` that ignores the
 /// state, and returns, per step, the update minus the exact integral of
 /// the step from the same start.
@@ -457,18 +382,6 @@ fn every_variant_is_exact_for_a_point_mass_down_to_sigma_zero() -> Result<()> {
     Ok(())
 }
 
-/// The model output is `x̂₀` itself.
-struct DataOutput;
-
-impl Parameterization for DataOutput {
-    fn name(&self) -> &str {
-        "sample"
-    }
-    fn x0_map(&self, _m: Marginal) -> Result<Affine> {
-        Ok(Affine { a: 0.0, b: 1.0 })
-    }
-}
-
 /// Through the driver (f32 state, history ring, fused passes) every
 /// variant follows the f64 reference of the same coefficients.
 #[test]
@@ -495,7 +408,7 @@ fn the_driver_matches_the_f64_reference() -> Result<()> {
                         .map(|&v| data.x0_hat(v as f64, level) as f32)
                         .collect();
                     let out = cpu.upload(&[3, 1], &out)?;
-                    state.advance(&cpu, &DataOutput, &mut x, &out)?;
+                    state.advance(&cpu, &Sample, &mut x, &out)?;
                 }
                 assert_eq!(state.report().nfe, 10);
                 let got = cpu.to_host(&x)?;

@@ -5,37 +5,21 @@
 //! implementation, DPM-Solver++(2S) against k-diffusion's formulas, the
 //! driver, and typed errors.
 
+mod common;
+
+use common::{
+    Gaussian, Sample, VpBySigma, clean, linspace_levels, run_f64_states, step_ctx,
+    weighted_integral,
+};
 use diffuse_core::NoiseSchedule;
 use diffuse_solvers::{
-    Affine, Backend, CpuBackend, DpmAlgorithm, DpmPp2S, DpmSolverSinglestep, Error, Marginal,
-    Method, NoiseLevel, Parameterization, Prediction, Result, SamplingGrid, SecondOrder,
-    SinglestepStages, SolverState, StepContext,
+    Backend, CpuBackend, DpmAlgorithm, DpmPp2S, DpmSolverSinglestep, Error, Marginal, Method,
+    NoiseLevel, Prediction, Result, SamplingGrid, SecondOrder, SinglestepStages, SolverState,
+    StepContext,
 };
 
 const ALGORITHMS: [DpmAlgorithm; 2] = [DpmAlgorithm::DataPrediction, DpmAlgorithm::NoisePrediction];
 const FORMS: [SecondOrder; 2] = [SecondOrder::Midpoint, SecondOrder::Heun];
-
-/// The variance-preserving schedule indexed by `t = σ/α` (diffusers'
-/// σ_VE): `α = 1/√(1 + t²)`, `σ = t·α`.
-struct Vp;
-
-impl NoiseSchedule for Vp {
-    fn name(&self) -> &str {
-        "vp-test"
-    }
-    fn t_range(&self) -> (f64, f64) {
-        (0.0, f64::INFINITY)
-    }
-    fn alpha(&self, t: f64) -> f64 {
-        1.0 / (1.0 + t * t).sqrt()
-    }
-    fn sigma(&self, t: f64) -> f64 {
-        t / (1.0 + t * t).sqrt()
-    }
-    fn t_of_log_snr(&self, lambda: f64) -> Result<f64> {
-        Ok((-0.5 * lambda).exp())
-    }
-}
 
 /// The level with half log-SNR `l = log(α/σ)`.
 fn vp(l: f64) -> NoiseLevel {
@@ -43,27 +27,15 @@ fn vp(l: f64) -> NoiseLevel {
     NoiseLevel {
         t,
         marginal: Marginal {
-            alpha: Vp.alpha(t),
-            sigma: Vp.sigma(t),
-        },
-    }
-}
-
-fn clean() -> NoiseLevel {
-    NoiseLevel {
-        t: 0.0,
-        marginal: Marginal {
-            alpha: 1.0,
-            sigma: 0.0,
+            alpha: VpBySigma.alpha(t),
+            sigma: VpBySigma.sigma(t),
         },
     }
 }
 
 /// `n` steps evenly spaced in `ℓ` from `l0` to `l1`.
 fn uniform(l0: f64, l1: f64, n: usize) -> Vec<NoiseLevel> {
-    (0..=n)
-        .map(|i| vp(l0 + (l1 - l0) * i as f64 / n as f64))
-        .collect()
+    linspace_levels(l0, l1, n, vp)
 }
 
 fn ell(m: Marginal) -> f64 {
@@ -71,12 +43,7 @@ fn ell(m: Marginal) -> f64 {
 }
 
 fn ctx(levels: &[NoiseLevel], i: usize, history: usize) -> StepContext<'_> {
-    StepContext {
-        i,
-        levels,
-        history,
-        schedule: &Vp,
-    }
+    step_ctx(levels, i, history, &VpBySigma)
 }
 
 fn singlestep(
@@ -101,18 +68,6 @@ const GRID_LOF: SinglestepStages = SinglestepStages::Grid {
     lower_order_final: true,
 };
 
-/// Applies `c` to scalars.
-fn apply(c: &diffuse_solvers::Combination, x: f64, stages: &[f64], history: &[f64]) -> f64 {
-    let mut v = c.x * x;
-    for (k, p) in c.stages.iter().enumerate() {
-        v += p * stages[k];
-    }
-    for (k, h) in c.history.iter().enumerate() {
-        v += h * history[k];
-    }
-    v
-}
-
 /// Runs `m` in f64 on a scalar state from `x` with `predict(x, level)`
 /// giving the method's prediction (the driver's logic, without tensors);
 /// returns the final state and the number of model evaluations.
@@ -122,52 +77,8 @@ fn run_f64(
     x: f64,
     predict: &dyn Fn(f64, Marginal) -> f64,
 ) -> Result<(f64, usize)> {
-    let mut x = x;
-    let mut history: Vec<f64> = Vec::new();
-    let mut nfe = 0;
-    for i in 0..levels.len() - 1 {
-        let c = ctx(levels, i, history.len());
-        let stage_levels = m.stages(&c)?;
-        let mut preds = vec![predict(x, levels[i].marginal)];
-        for (s, level) in stage_levels.iter().enumerate() {
-            let comb = m.stage_input(&c, s + 1)?;
-            comb.check(m.name())?;
-            let xs = apply(&comb, x, &preds, &history);
-            preds.push(predict(xs, level.marginal));
-        }
-        nfe += preds.len();
-        let comb = m.update(&c, preds.len())?;
-        comb.check(m.name())?;
-        x = apply(&comb, x, &preds, &history);
-        history.insert(0, preds[0]);
-        history.truncate(m.history());
-    }
-    Ok((x, nfe))
-}
-
-/// One-dimensional Gaussian data `N(mu, s²)` (`s = 0`: a point mass).
-#[derive(Clone, Copy)]
-struct Gaussian {
-    mu: f64,
-    s: f64,
-}
-
-impl Gaussian {
-    fn x0_hat(&self, x: f64, m: Marginal) -> f64 {
-        let v = m.alpha * m.alpha * self.s * self.s + m.sigma * m.sigma;
-        self.mu + m.alpha * self.s * self.s / v * (x - m.alpha * self.mu)
-    }
-    fn predict(&self, kind: Prediction, x: f64, m: Marginal) -> f64 {
-        match kind {
-            Prediction::Data => self.x0_hat(x, m),
-            Prediction::Noise => (x - m.alpha * self.x0_hat(x, m)) / m.sigma,
-        }
-    }
-    /// The probability-flow ODE's solution at `to` from `x` at `from`.
-    fn exact(&self, x: f64, from: Marginal, to: Marginal) -> f64 {
-        let sd = |m: Marginal| (m.alpha * m.alpha * self.s * self.s + m.sigma * m.sigma).sqrt();
-        to.alpha * self.mu + sd(to) / sd(from) * (x - from.alpha * self.mu)
-    }
+    let (states, nfe) = run_f64_states(m, levels, &VpBySigma, x, predict)?;
+    Ok((states[states.len() - 1], nfe))
 }
 
 /// diffusers' `get_order_list` with `set_timesteps`' forcing of
@@ -395,17 +306,6 @@ fn every_variant_is_exact_for_a_point_mass() -> Result<()> {
 }
 
 /// `∫_a^b e^{±λ}·(c0 + c1·λ + c2·λ²) dλ` in closed form.
-fn weighted_integral(sign: f64, c: [f64; 3], a: f64, b: f64) -> f64 {
-    let anti = |l: f64| {
-        if sign > 0.0 {
-            l.exp() * (c[0] + c[1] * (l - 1.0) + c[2] * (l * l - 2.0 * l + 2.0))
-        } else {
-            -(-l).exp() * (c[0] + c[1] * (l + 1.0) + c[2] * (l * l + 2.0 * l + 2.0))
-        }
-    };
-    anti(b) - anti(a)
-}
-
 /// The error of a whole run of `m` with a prediction `c0 + c1·ℓ + c2·ℓ²`
 /// that ignores the state, against the exact integral.
 fn polynomial_error(m: &DpmSolverSinglestep, levels: &[NoiseLevel], c: [f64; 3]) -> Result<f64> {
@@ -578,18 +478,6 @@ fn dpm_solver_to_sigma_zero_is_the_ddim_step() -> Result<()> {
     Ok(())
 }
 
-/// The model returns `x̂₀` directly.
-struct Sample;
-
-impl Parameterization for Sample {
-    fn name(&self) -> &str {
-        "sample"
-    }
-    fn x0_map(&self, _m: Marginal) -> Result<Affine> {
-        Ok(Affine { a: 0.0, b: 1.0 })
-    }
-}
-
 /// Runs `m` through the driver on the CPU for rows starting at `xs`.
 fn run_driver(
     m: &dyn Method,
@@ -601,7 +489,7 @@ fn run_driver(
     let grid = SamplingGrid::Shared(levels.to_vec());
     let host: Vec<f32> = xs.iter().map(|&v| v as f32).collect();
     let mut x = cpu.upload(&[xs.len(), 1], &host)?;
-    let mut state = SolverState::new(&cpu, m, &Vp, &grid, &x)?;
+    let mut state = SolverState::new(&cpu, m, &VpBySigma, &grid, &x)?;
     while !state.is_done() {
         let level = state.request()[0].marginal;
         let input = cpu.to_host(state.model_input(&x))?;
@@ -687,7 +575,7 @@ fn bad_options_are_typed_errors() -> Result<()> {
             let cpu = CpuBackend::new();
             let grid = SamplingGrid::Shared(levels.clone());
             let x = cpu.upload(&[1, 1], &[0.5])?;
-            assert!(SolverState::new(&cpu, &m, &Vp, &grid, &x).is_err());
+            assert!(SolverState::new(&cpu, &m, &VpBySigma, &grid, &x).is_err());
         }
     }
     // A grid step of order 3 without its block's predictions.

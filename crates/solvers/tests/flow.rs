@@ -3,9 +3,12 @@
 //! FlowMatchHeunDiscreteScheduler, converges with order 2 on Gaussian data
 //! with its exact denoiser, and ends with an Euler step at τ = 0.
 
+mod common;
+
+use common::{Gaussian, Sample, linspace_levels};
 use diffuse_solvers::{
-    Affine, Backend, CpuBackend, Ddim, FlowEuler, FlowHeun, Marginal, Method, NoiseLevel,
-    Parameterization, Result, SamplingGrid, SolverState,
+    Backend, CpuBackend, Ddim, FlowEuler, FlowHeun, Marginal, Method, NoiseLevel, Result,
+    SamplingGrid, SolverState,
 };
 
 /// The flow schedule `α = 1 − t`, `σ = t`.
@@ -39,25 +42,12 @@ fn level(t: f64) -> NoiseLevel {
     }
 }
 
-/// The model output is `x̂₀`.
-struct Data;
-
-impl Parameterization for Data {
-    fn name(&self) -> &str {
-        "sample"
-    }
-    fn x0_map(&self, _m: Marginal) -> Result<Affine> {
-        Ok(Affine { a: 0.0, b: 1.0 })
-    }
-}
-
 /// Data `N(μ, s²)`: `E[x₀ | x] = μ + α·s²/(α²s² + σ²)·(x − α·μ)`.
 const MU: f64 = 0.7;
 const S: f64 = 0.4;
 
 fn posterior(x: f64, m: Marginal) -> f64 {
-    let v = m.alpha * m.alpha * S * S + m.sigma * m.sigma;
-    MU + m.alpha * S * S / v * (x - m.alpha * MU)
+    Gaussian { mu: MU, s: S }.x0_hat(x, m)
 }
 
 /// The exact flow: `x(τ) = α·μ + √(α²s² + σ²)·z`.
@@ -82,16 +72,14 @@ fn run(method: &dyn Method, levels: &[NoiseLevel], xs: &[f32]) -> Result<(Vec<f3
             .map(|(v, l)| posterior(f64::from(*v), l.marginal) as f32)
             .collect();
         out = cpu.upload(&[xs.len(), 1], &pred)?;
-        state.advance(&cpu, &Data, &mut x, &out)?;
+        state.advance(&cpu, &Sample, &mut x, &out)?;
     }
     drop(out);
     Ok((cpu.to_host(&x)?, state.report().nfe))
 }
 
 fn uniform(n: usize, t0: f64, t1: f64) -> Vec<NoiseLevel> {
-    (0..=n)
-        .map(|i| level(t0 + (t1 - t0) * i as f64 / n as f64))
-        .collect()
+    linspace_levels(t0, t1, n, level)
 }
 
 #[test]

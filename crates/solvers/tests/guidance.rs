@@ -4,9 +4,12 @@
 //! classifier-free guidance, classifier guidance and Bayes' rule can be
 //! checked against each other; thresholding against hand-computed rows.
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use common::{Eps, Sample, VpBySigma, fraction_se, geometric_grid, three_blobs_2d, vp_level};
 use diffuse_nets::{GaussianMixture, GmmDenoiser};
 use diffuse_solvers::guidance::{
     ClassifierFree, ClassifierGradient, ClassifierGuided, Conditioning, GuidanceInterval,
@@ -14,34 +17,11 @@ use diffuse_solvers::guidance::{
 };
 use diffuse_solvers::{
     Affine, Backend, Condition, CpuBackend, Denoiser, Error, Marginal, NoiseLevel, NoiseStream,
-    Parameterization, Result, SamplingGrid, by_name, run,
+    Parameterization, Result, by_name, run,
 };
 
 type Cpu = CpuBackend;
 type Tensor = <CpuBackend as Backend>::Tensor;
-
-struct Eps;
-impl Parameterization for Eps {
-    fn name(&self) -> &str {
-        "epsilon"
-    }
-    fn x0_map(&self, m: Marginal) -> Result<Affine> {
-        Ok(Affine {
-            a: 1.0 / m.alpha,
-            b: -m.sigma / m.alpha,
-        })
-    }
-}
-
-struct Sample;
-impl Parameterization for Sample {
-    fn name(&self) -> &str {
-        "sample"
-    }
-    fn x0_map(&self, _m: Marginal) -> Result<Affine> {
-        Ok(Affine { a: 0.0, b: 1.0 })
-    }
-}
 
 /// v-prediction on a VP marginal: `x̂₀ = α·x − σ·v`.
 struct V;
@@ -63,26 +43,7 @@ fn params() -> Vec<Arc<dyn Parameterization>> {
 
 /// Three components in 2-D; class 0 = components 0 and 2, class 1 = 1.
 fn labelled() -> GaussianMixture {
-    GaussianMixture::new(
-        vec![0.5, 0.3, 0.2],
-        vec![vec![-2.0, 0.0], vec![2.0, 0.0], vec![0.0, 2.5]],
-        vec![0.3, 0.5, 0.4],
-    )
-    .unwrap()
-    .with_labels(vec![0, 1, 0])
-    .unwrap()
-}
-
-/// A VP level with `σ̃ = σ/α = s`.
-fn vp(s: f64) -> NoiseLevel {
-    let alpha = 1.0 / (1.0 + s * s).sqrt();
-    NoiseLevel {
-        t: s,
-        marginal: Marginal {
-            alpha,
-            sigma: s * alpha,
-        },
-    }
+    three_blobs_2d().with_labels(vec![0, 1, 0]).unwrap()
 }
 
 /// `rows` deterministic 2-D states spread over the mixture's support.
@@ -169,7 +130,7 @@ fn cfg_at_scale_one_is_conditional_and_at_zero_unconditional() -> Result<()> {
     for p in params() {
         let model = GmmDenoiser::new(labelled(), p);
         for s in [0.4, 1.0, 3.0] {
-            let levels = [vp(s); 6];
+            let levels = [vp_level(s); 6];
             let cond = predict(&cpu, &model, &x, &levels, Condition::Class(&labels))?;
             let uncond = predict(&cpu, &model, &x, &levels, Condition::Class(&nulls))?;
             let one = ClassifierFree::new(&model, Conditioning::Class(&labels), 1.0)?;
@@ -207,7 +168,7 @@ fn the_guidance_interval_skips_the_unconditional_call() -> Result<()> {
         .interval(GuidanceInterval::new(0.3, 2.0)?);
     // σ̃ = 0.2 and 5 are outside (0.3, 2]: one call, the conditional output.
     for s in [0.2, 5.0, 0.3] {
-        let levels = [vp(s); 4];
+        let levels = [vp_level(s); 4];
         counting.calls.store(0, Ordering::Relaxed);
         let got = predict(&cpu, &cfg, &x, &levels, Condition::Unconditional)?;
         assert_eq!(counting.calls.load(Ordering::Relaxed), 1, "σ̃ = {s}");
@@ -216,7 +177,7 @@ fn the_guidance_interval_skips_the_unconditional_call() -> Result<()> {
     }
     // Inside (σ̃ = 1 and the upper end 2): two calls, guided.
     for s in [1.0, 2.0] {
-        let levels = [vp(s); 4];
+        let levels = [vp_level(s); 4];
         counting.calls.store(0, Ordering::Relaxed);
         let got = predict(&cpu, &cfg, &x, &levels, Condition::Unconditional)?;
         assert_eq!(counting.calls.load(Ordering::Relaxed), 2);
@@ -224,7 +185,7 @@ fn the_guidance_interval_skips_the_unconditional_call() -> Result<()> {
         assert_ne!(got, cond);
     }
     // A batch with rows on both sides: guided rows only.
-    let levels = [vp(1.0), vp(5.0), vp(1.0), vp(0.1)];
+    let levels = [vp_level(1.0), vp_level(5.0), vp_level(1.0), vp_level(0.1)];
     let got = predict(&cpu, &cfg, &x, &levels, Condition::Unconditional)?;
     let cond = predict(&cpu, &model, &x, &levels, Condition::Class(&labels))?;
     assert_eq!(&got[2..4], &cond[2..4]);
@@ -233,7 +194,13 @@ fn the_guidance_interval_skips_the_unconditional_call() -> Result<()> {
     // No row guided at scale 1: one call.
     let one = ClassifierFree::new(&counting, Conditioning::Class(&labels), 1.0)?.rescale(0.7)?;
     counting.calls.store(0, Ordering::Relaxed);
-    predict(&cpu, &one, &x, &[vp(1.0); 4], Condition::Unconditional)?;
+    predict(
+        &cpu,
+        &one,
+        &x,
+        &[vp_level(1.0); 4],
+        Condition::Unconditional,
+    )?;
     assert_eq!(counting.calls.load(Ordering::Relaxed), 1);
     Ok(())
 }
@@ -252,7 +219,7 @@ fn cfg_equals_classifier_guidance_with_the_exact_classifier() -> Result<()> {
             labels: labels.clone(),
         };
         for sigma in [0.3, 1.0, 3.0] {
-            let levels = [vp(sigma); 5];
+            let levels = [vp_level(sigma); 5];
             for s in [0.5, 1.0, 2.5] {
                 let cfg = ClassifierFree::new(&model, Conditioning::Class(&labels), s)?;
                 let a = predict(&cpu, &cfg, &x, &levels, Condition::Unconditional)?;
@@ -299,7 +266,7 @@ fn rescale_zero_is_plain_cfg_and_one_restores_the_conditional_std() -> Result<()
     let x = cpu.upload(&[4, 8], &z)?;
     for p in params() {
         let model = GmmDenoiser::new(gmm.clone(), p.clone());
-        let levels = [vp(1.5); 4];
+        let levels = [vp_level(1.5); 4];
         let plain = ClassifierFree::new(&model, Conditioning::Class(&labels), 4.0)?;
         let want = predict(&cpu, &plain, &x, &levels, Condition::Unconditional)?;
         let zero = ClassifierFree::new(&model, Conditioning::Class(&labels), 4.0)?.rescale(0.0)?;
@@ -370,7 +337,7 @@ fn threshold(data: &[f32], rows: usize, t: Threshold) -> Result<Vec<f32>> {
         &cpu,
         &th,
         &x,
-        &vec![vp(1.0); rows],
+        &vec![vp_level(1.0); rows],
         Condition::Unconditional,
     )
 }
@@ -433,7 +400,7 @@ fn static_clipping_and_conversion_to_x0() -> Result<()> {
     };
     let xs = [1.0f32, 0.5, -2.0, 0.0, 3.0, -1.0];
     let x = cpu.upload(&[2, 3], &xs)?;
-    let levels = [vp(0.5), vp(2.0)];
+    let levels = [vp_level(0.5), vp_level(2.0)];
     let th = Thresholded::new(&model, Threshold::clip(1.0)?)?;
     let got = predict(&cpu, &th, &x, &levels, Condition::Unconditional)?;
     for i in 0..6 {
@@ -479,38 +446,38 @@ fn bad_options_are_typed_errors() -> Result<()> {
     let cpu = CpuBackend::new();
     let x = states(&cpu, 3, 1.0);
     let cfg = ClassifierFree::new(&model, Conditioning::Class(&labels), 2.0)?;
-    let e = predict(&cpu, &cfg, &x, &[vp(1.0); 3], Condition::Unconditional).unwrap_err();
+    let e = predict(
+        &cpu,
+        &cfg,
+        &x,
+        &[vp_level(1.0); 3],
+        Condition::Unconditional,
+    )
+    .unwrap_err();
     assert!(matches!(e, Error::ShapeMismatch { .. }), "{e}");
     let x = states(&cpu, 2, 1.0);
-    let e = predict(&cpu, &cfg, &x, &[vp(1.0); 2], Condition::Class(&labels)).unwrap_err();
+    let e = predict(
+        &cpu,
+        &cfg,
+        &x,
+        &[vp_level(1.0); 2],
+        Condition::Class(&labels),
+    )
+    .unwrap_err();
     assert!(invalid(e));
     // An unknown class surfaces from the model.
     let unknown = [Some(7); 2];
     let cfg = ClassifierFree::new(&model, Conditioning::Class(&unknown), 2.0)?;
-    let e = predict(&cpu, &cfg, &x, &[vp(1.0); 2], Condition::Unconditional).unwrap_err();
+    let e = predict(
+        &cpu,
+        &cfg,
+        &x,
+        &[vp_level(1.0); 2],
+        Condition::Unconditional,
+    )
+    .unwrap_err();
     assert!(invalid(e));
     Ok(())
-}
-
-/// A VP schedule with time `t = σ̃`.
-struct VpBySigma;
-
-impl diffuse_core::NoiseSchedule for VpBySigma {
-    fn name(&self) -> &str {
-        "vp-by-sigma"
-    }
-    fn t_range(&self) -> (f64, f64) {
-        (0.0, f64::INFINITY)
-    }
-    fn alpha(&self, t: f64) -> f64 {
-        1.0 / (1.0 + t * t).sqrt()
-    }
-    fn sigma(&self, t: f64) -> f64 {
-        t / (1.0 + t * t).sqrt()
-    }
-    fn t_of_log_snr(&self, lambda: f64) -> Result<f64> {
-        Ok((-0.5 * lambda).exp())
-    }
 }
 
 /// Two overlapping classes on the x axis: class 0 at −1, class 1 at +1,
@@ -537,15 +504,11 @@ fn sample_class_1(s: f64) -> Result<Vec<f32>> {
     let labels = vec![Some(1); N];
     let cfg = ClassifierFree::new(&model, Conditioning::Class(&labels), s)?;
     let steps = 25;
-    let mut levels: Vec<NoiseLevel> = (0..steps)
-        .map(|i| vp(SIGMA_MAX * (0.005 / SIGMA_MAX).powf(i as f64 / (steps - 1) as f64)))
-        .collect();
-    levels.push(vp(0.0));
-    let grid = SamplingGrid::Shared(levels);
+    let grid = geometric_grid(SIGMA_MAX, 0.005, steps, vp_level);
     // Exact draws of the class-1 marginal at σ̃_max.
     let mut z = vec![0.0f32; 4 * N];
     NoiseStream::new(21, 0).fill(0, &mut z);
-    let alpha = vp(SIGMA_MAX).marginal.alpha;
+    let alpha = vp_level(SIGMA_MAX).marginal.alpha;
     let start: Vec<f32> = (0..N)
         .flat_map(|i| {
             let z = &z[4 * i..4 * i + 4];
@@ -587,7 +550,7 @@ fn side_and_mean(x: &[f32]) -> (f64, [f64; 2]) {
 #[test]
 fn cfg_sampling_reproduces_the_class_and_sharpens_it() -> Result<()> {
     let target = 0.894_350_2;
-    let se = (target * (1.0 - target) / N as f64).sqrt();
+    let se = fraction_se(target, N);
     let (frac1, mean1) = side_and_mean(&sample_class_1(1.0)?);
     assert!(
         (frac1 - target).abs() < 4.0 * se,
@@ -599,7 +562,7 @@ fn cfg_sampling_reproduces_the_class_and_sharpens_it() -> Result<()> {
     );
     let (frac0, mean0) = side_and_mean(&sample_class_1(0.0)?);
     assert!(
-        (frac0 - 0.5).abs() < 4.0 * (0.25 / N as f64).sqrt(),
+        (frac0 - 0.5).abs() < 4.0 * fraction_se(0.5, N),
         "s = 0: {frac0}"
     );
     assert!(mean0[0].abs() < 0.1, "{mean0:?}");

@@ -4,13 +4,16 @@
 //! latent, diffusers' strength rule, the noising pass and image-to-image
 //! sampling, and typed errors.
 
+mod common;
+
 use std::sync::Arc;
 
-use diffuse_core::{
-    Affine, Backend, CpuBackend, Error, Marginal, NoiseLevel, NoiseStream, Parameterization,
-    Result, SamplingGrid,
-};
-use diffuse_nets::{GaussianMixture, GmmDenoiser};
+// Levels at half log-SNR `l` with time 0 (the runs use the VE schedule).
+use common::vp_at_half_log_snr as vp;
+use common::{Eps, linspace_levels, max_abs_diff_f32, three_bumps_2d};
+
+use diffuse_core::{Backend, CpuBackend, Error, Marginal, NoiseLevel, NoiseStream, SamplingGrid};
+use diffuse_nets::GmmDenoiser;
 use diffuse_solvers::inversion::{
     Truncation, inversion_grid, invert, noise_to, sample_from_data, strength_start, truncate,
 };
@@ -18,48 +21,9 @@ use diffuse_solvers::{
     Ddim, DpmAlgorithm, DpmSolverMultistep, Method, SecondOrder, VeSchedule, run,
 };
 
-/// ε-prediction.
-struct Eps;
-impl Parameterization for Eps {
-    fn name(&self) -> &str {
-        "epsilon"
-    }
-    fn x0_map(&self, m: Marginal) -> Result<Affine> {
-        Ok(Affine {
-            a: 1.0 / m.alpha,
-            b: -m.sigma / m.alpha,
-        })
-    }
-}
-
-/// The variance-preserving level with half log-SNR `l = log(α/σ)`.
-fn vp(l: f64) -> NoiseLevel {
-    let alpha = 1.0 / (1.0 + (-2.0 * l).exp()).sqrt();
-    NoiseLevel {
-        t: 0.0,
-        marginal: Marginal {
-            alpha,
-            sigma: alpha * (-l).exp(),
-        },
-    }
-}
-
 /// `n` sampling steps evenly spaced in λ from `l0` (noisy) to `l1`.
 fn sampling_grid(l0: f64, l1: f64, n: usize) -> SamplingGrid {
-    SamplingGrid::Shared(
-        (0..=n)
-            .map(|i| vp(l0 + (l1 - l0) * i as f64 / n as f64))
-            .collect(),
-    )
-}
-
-fn mixture() -> GaussianMixture {
-    GaussianMixture::new(
-        vec![0.4, 0.35, 0.25],
-        vec![vec![-1.5, 1.0], vec![1.0, 1.5], vec![0.5, -1.5]],
-        vec![0.25, 0.4, 0.3],
-    )
-    .unwrap()
+    SamplingGrid::Shared(linspace_levels(l0, l1, n, vp))
 }
 
 /// Nine states at the data level `vp(l)`, `α·x̃` with `x̃` drawn from the
@@ -68,7 +32,7 @@ fn mixture() -> GaussianMixture {
 /// modes and so expands errors in the regions between them.
 fn data_states(l: f64) -> Vec<f32> {
     let m = vp(l).marginal;
-    let gmm = mixture();
+    let gmm = three_bumps_2d();
     let z = NoiseStream::new(3, 0);
     let mut out = Vec::new();
     for r in 0..9 {
@@ -83,10 +47,7 @@ fn data_states(l: f64) -> Vec<f32> {
 }
 
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f64 {
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| f64::from((x - y).abs()))
-        .fold(0.0, f64::max)
+    f64::from(max_abs_diff_f32(a, b))
 }
 
 const L_NOISE: f64 = -3.0;
@@ -142,7 +103,7 @@ fn inversion_grids_reverse_sampling_grids() {
 
 #[test]
 fn one_ddim_inversion_step_matches_the_formula() {
-    let gmm = mixture();
+    let gmm = three_bumps_2d();
     let model = GmmDenoiser::new(gmm.clone(), Arc::new(Eps));
     let cpu = CpuBackend::new();
     let (from, to) = (vp(1.0), vp(-0.5));
@@ -167,7 +128,7 @@ fn one_ddim_inversion_step_matches_the_formula() {
 /// Inverts the data states with `n` steps and samples back with `n`;
 /// returns the latent and the reconstruction.
 fn round_trip(method: &dyn Method, n: usize) -> (Vec<f32>, Vec<f32>) {
-    let model = GmmDenoiser::new(mixture(), Arc::new(Eps));
+    let model = GmmDenoiser::new(three_bumps_2d(), Arc::new(Eps));
     let cpu = CpuBackend::new();
     let data = data_states(L_DATA);
     let grid = sampling_grid(L_NOISE, L_DATA, n);
@@ -283,7 +244,7 @@ fn noising_is_the_forward_marginal_with_the_stream() {
 
 #[test]
 fn image_to_image_is_noising_then_the_tail_of_the_grid() {
-    let model = GmmDenoiser::new(mixture(), Arc::new(Eps));
+    let model = GmmDenoiser::new(three_bumps_2d(), Arc::new(Eps));
     let cpu = CpuBackend::new();
     let grid = sampling_grid(L_NOISE, L_DATA, 20);
     let data = data_states(L_DATA);

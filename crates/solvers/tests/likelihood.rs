@@ -13,42 +13,21 @@
 //! change `∫ div` against the exact `ln p_σ̃min(x̃) − ln p_σ̃max(x̃(σ̃max))`
 //! with both densities exact.
 
+mod common;
+
 use std::sync::Arc;
 
+use common::{Eps, Sample, mean_and_se, three_bumps_2d};
+
 use diffuse_core::{
-    Affine, Backend, Condition, CpuBackend, CpuTensor, Denoiser, Error, Marginal, NoiseLevel,
-    NoiseSchedule, NoiseStream, Parameterization, Result, VectorJacobian,
+    Backend, Condition, CpuBackend, CpuTensor, Denoiser, Error, NoiseLevel, NoiseSchedule,
+    NoiseStream, Parameterization, Result, VectorJacobian,
 };
 use diffuse_nets::{GaussianMixture, GmmDenoiser};
 use diffuse_solvers::VeSchedule;
 use diffuse_solvers::likelihood::{
     DivergenceMethod, LikelihoodOptions, LikelihoodReport, Probe, log_likelihood, probe_value,
 };
-
-/// x₀-prediction.
-struct X0;
-impl Parameterization for X0 {
-    fn name(&self) -> &str {
-        "x0"
-    }
-    fn x0_map(&self, _m: Marginal) -> Result<Affine> {
-        Ok(Affine { a: 0.0, b: 1.0 })
-    }
-}
-
-/// ε-prediction.
-struct Eps;
-impl Parameterization for Eps {
-    fn name(&self) -> &str {
-        "epsilon"
-    }
-    fn x0_map(&self, m: Marginal) -> Result<Affine> {
-        Ok(Affine {
-            a: 1.0 / m.alpha,
-            b: -m.sigma / m.alpha,
-        })
-    }
-}
 
 /// A variance-preserving schedule with log-SNR linear in `t ∈ [0, 1]`
 /// from 12 to −12: `α² = sigmoid(λ)`, `σ² = sigmoid(−λ)`.
@@ -80,15 +59,6 @@ fn mixture_1d() -> GaussianMixture {
         vec![0.3, 0.5, 0.2],
         vec![vec![-2.0], vec![0.5], vec![2.5]],
         vec![0.3, 0.5, 0.2],
-    )
-    .unwrap()
-}
-
-fn mixture_2d() -> GaussianMixture {
-    GaussianMixture::new(
-        vec![0.4, 0.35, 0.25],
-        vec![vec![-1.5, 1.0], vec![1.0, 1.5], vec![0.5, -1.5]],
-        vec![0.25, 0.4, 0.3],
     )
     .unwrap()
 }
@@ -180,10 +150,10 @@ fn matches_the_exact_mixture_density_in_1d_and_2d() {
         sigma_max: 80.0,
         ..Default::default()
     };
-    for (gmm, seed) in [(mixture_1d(), 1), (mixture_2d(), 2)] {
+    for (gmm, seed) in [(mixture_1d(), 1), (three_bumps_2d(), 2)] {
         let d = gmm.dim();
         let x = samples(&gmm, options.sigma_min, 48, seed);
-        let model = GmmDenoiser::new(gmm.clone(), Arc::new(X0));
+        let model = GmmDenoiser::new(gmm.clone(), Arc::new(Sample));
         let r = run(&model, &VeSchedule, &x, d, &options);
         let (err, change_err) = mean_errors_bits(&gmm, &options, &x, &r);
         println!(
@@ -209,7 +179,7 @@ fn one_gaussian_has_the_analytic_flow_and_density() {
     // Data N(μ, s²): x̃(σ̃) = μ + (x̃ − μ)·√((s² + σ̃²)/(s² + σ̃min²)).
     let (mu, s) = (0.7, 0.6);
     let gmm = GaussianMixture::new(vec![1.0], vec![vec![mu]], vec![s]).unwrap();
-    let model = GmmDenoiser::new(gmm.clone(), Arc::new(X0));
+    let model = GmmDenoiser::new(gmm.clone(), Arc::new(Sample));
     let options = LikelihoodOptions {
         sigma_min: 0.05,
         sigma_max: 50.0,
@@ -250,7 +220,7 @@ fn one_gaussian_has_the_analytic_flow_and_density() {
 fn the_schedule_does_not_change_the_likelihood() {
     // The same ODE in the variance-exploding variables, whatever (α, σ) the
     // model is evaluated at; here also through ε-prediction outputs.
-    let gmm = mixture_2d();
+    let gmm = three_bumps_2d();
     let options = LikelihoodOptions {
         sigma_min: 0.01,
         sigma_max: 80.0,
@@ -258,7 +228,7 @@ fn the_schedule_does_not_change_the_likelihood() {
     };
     let x = samples(&gmm, options.sigma_min, 16, 3);
     let ve = run(
-        &GmmDenoiser::new(gmm.clone(), Arc::new(X0)),
+        &GmmDenoiser::new(gmm.clone(), Arc::new(Sample)),
         &VeSchedule,
         &x,
         2,
@@ -286,21 +256,14 @@ fn hutchinson(probe: Probe, probes: usize) -> DivergenceMethod {
     }
 }
 
-fn mean_and_se(v: &[f64]) -> (f64, f64) {
-    let n = v.len() as f64;
-    let m = v.iter().sum::<f64>() / n;
-    let var = v.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / (n - 1.0);
-    (m, (var / n).sqrt())
-}
-
 #[test]
 fn hutchinson_estimates_are_unbiased() {
     // One point in R rows: the trajectory is the same in every row, the
     // probes differ (element indices), so the rows are independent draws
     // of the estimator; their mean must match the exact-divergence value
     // within five standard errors.
-    let gmm = mixture_2d();
-    let model = GmmDenoiser::new(gmm.clone(), Arc::new(X0));
+    let gmm = three_bumps_2d();
+    let model = GmmDenoiser::new(gmm.clone(), Arc::new(Sample));
     let rows = 256;
     let point = [0.1, 0.4];
     let x: Vec<f64> = (0..rows).flat_map(|_| point).collect();
@@ -346,7 +309,7 @@ fn hutchinson_estimates_are_unbiased() {
 fn rademacher_probes_are_exact_in_one_dimension() {
     // v² = 1, so vᵀJv = J.
     let gmm = mixture_1d();
-    let model = GmmDenoiser::new(gmm.clone(), Arc::new(X0));
+    let model = GmmDenoiser::new(gmm.clone(), Arc::new(Sample));
     let x = samples(&gmm, 0.01, 8, 4);
     let base = LikelihoodOptions {
         sigma_min: 0.01,
@@ -416,7 +379,7 @@ impl VectorJacobian<CpuBackend> for VjpOnly {
 fn bad_options_and_inputs_are_typed_errors() {
     let cpu = CpuBackend::new();
     let gmm = mixture_1d();
-    let model = GmmDenoiser::new(gmm.clone(), Arc::new(X0));
+    let model = GmmDenoiser::new(gmm.clone(), Arc::new(Sample));
     let x = cpu.upload(&[2, 1], &[0.0, 1.0]).unwrap();
     let ok = LikelihoodOptions::default();
     let bad = [

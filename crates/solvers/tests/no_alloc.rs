@@ -20,11 +20,14 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
+mod common;
+
+use common::{Eps, VpBySigma, vp_level};
 use diffuse_core::BrownianTree;
 use diffuse_solvers::{
-    Affine, Backend, BrownianNoise, Condition, CpuBackend, Denoiser, LinComb, Marginal, NoiseKind,
-    NoiseLevel, NoiseSource, NoiseStream, Operand, Parameterization, PhiloxNoise, Result,
-    SamplingGrid, SolverState, by_name, deterministic_names, stochastic_names,
+    Backend, BrownianNoise, Condition, CpuBackend, Denoiser, LinComb, NoiseKind, NoiseLevel,
+    NoiseSource, NoiseStream, Operand, Parameterization, PhiloxNoise, Result, SamplingGrid,
+    SolverState, by_name, deterministic_names, stochastic_names,
 };
 
 /// Counts allocations (from any thread) while `COUNTING` is set.
@@ -57,21 +60,6 @@ unsafe impl GlobalAlloc for Counting {
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
-
-/// The ε-parameterisation, written out (x̂₀ = (x − σ·out)/α).
-struct Eps;
-
-impl Parameterization for Eps {
-    fn name(&self) -> &str {
-        "epsilon"
-    }
-    fn x0_map(&self, m: Marginal) -> Result<Affine> {
-        Ok(Affine {
-            a: 1.0 / m.alpha,
-            b: -m.sigma / m.alpha,
-        })
-    }
-}
 
 /// A model that allocates nothing: `out = x/(1 + σ̃)` through one
 /// preallocated-size plan per call (a plan of one operand is a tiny
@@ -107,47 +95,15 @@ impl Denoiser<CpuBackend> for Shrink {
     }
 }
 
-fn level(s: f64) -> NoiseLevel {
-    let alpha = 1.0 / (1.0 + s * s).sqrt();
-    NoiseLevel {
-        t: s,
-        marginal: Marginal {
-            alpha,
-            sigma: s * alpha,
-        },
-    }
-}
-
 /// `n` steps from `σ̃ = 10` to `0.1`, geometric, optionally ending at 0.
 fn grid(n: usize, scale: f64, clean: bool) -> Vec<NoiseLevel> {
     let mut v: Vec<NoiseLevel> = (0..=n)
-        .map(|i| level(scale * 10.0 * 0.01f64.powf(i as f64 / n as f64)))
+        .map(|i| vp_level(scale * 10.0 * 0.01f64.powf(i as f64 / n as f64)))
         .collect();
     if clean {
-        v.push(level(0.0));
+        v.push(vp_level(0.0));
     }
     v
-}
-
-/// A VP schedule with time `t = σ̃`, for methods with stages between levels.
-struct VpBySigma;
-
-impl diffuse_core::NoiseSchedule for VpBySigma {
-    fn name(&self) -> &str {
-        "vp-by-sigma"
-    }
-    fn t_range(&self) -> (f64, f64) {
-        (0.0, f64::INFINITY)
-    }
-    fn alpha(&self, t: f64) -> f64 {
-        1.0 / (1.0 + t * t).sqrt()
-    }
-    fn sigma(&self, t: f64) -> f64 {
-        t / (1.0 + t * t).sqrt()
-    }
-    fn t_of_log_snr(&self, lambda: f64) -> Result<f64> {
-        Ok((-0.5 * lambda).exp())
-    }
 }
 
 #[test]

@@ -7,80 +7,30 @@
 //! states are exact draws of the noisy marginal, so only the sampler's
 //! discretisation error remains.
 
+mod common;
+
 use std::sync::Arc;
+
+use common::{Sample, VpBySigma, fraction_se, geometric_grid, three_blobs_2d, ve_level, vp_level};
 
 use diffuse_nets::{GaussianMixture, GmmDenoiser};
 use diffuse_solvers::{
-    Affine, Backend, CpuBackend, Marginal, Method, NoiseLevel, NoiseStream, Parameterization,
-    PhiloxNoise, Result, SamplingGrid, VeSchedule, by_name, run_with_noise, stochastic_names,
+    Backend, CpuBackend, Method, NoiseStream, PhiloxNoise, Result, SamplingGrid, VeSchedule,
+    by_name, run_with_noise, stochastic_names,
 };
 use diffuse_solvers::{DpmPpSde, NoiseKind, noise_source};
 
-struct Sample;
-
-impl Parameterization for Sample {
-    fn name(&self) -> &str {
-        "sample"
-    }
-    fn x0_map(&self, _m: Marginal) -> Result<Affine> {
-        Ok(Affine { a: 0.0, b: 1.0 })
-    }
-}
-
-/// A VP schedule with time `t = σ̃`.
-struct VpBySigma;
-
-impl diffuse_core::NoiseSchedule for VpBySigma {
-    fn name(&self) -> &str {
-        "vp-by-sigma"
-    }
-    fn t_range(&self) -> (f64, f64) {
-        (0.0, f64::INFINITY)
-    }
-    fn alpha(&self, t: f64) -> f64 {
-        1.0 / (1.0 + t * t).sqrt()
-    }
-    fn sigma(&self, t: f64) -> f64 {
-        t / (1.0 + t * t).sqrt()
-    }
-    fn t_of_log_snr(&self, lambda: f64) -> Result<f64> {
-        Ok((-0.5 * lambda).exp())
-    }
-}
-
 const N: usize = 20_000;
+/// The parameters of [`three_blobs_2d`], the truth the samples are held to.
 const WEIGHTS: [f64; 3] = [0.5, 0.3, 0.2];
 const MEANS: [[f64; 2]; 3] = [[-2.0, 0.0], [2.0, 0.0], [0.0, 2.5]];
 const STDS: [f64; 3] = [0.3, 0.5, 0.4];
 const SIGMA_MAX: f64 = 20.0;
 
-fn mixture() -> GaussianMixture {
-    GaussianMixture::new(
-        WEIGHTS.to_vec(),
-        MEANS.iter().map(|m| m.to_vec()).collect(),
-        STDS.to_vec(),
-    )
-    .unwrap()
-}
-
 /// Levels `σ̃` geometric from `SIGMA_MAX` to 0.005 in `n` steps, then a
 /// clean level, for a VP (`vp`) or VE schedule.
 fn grid(n: usize, vp: bool) -> SamplingGrid {
-    let level = |s: f64| {
-        let alpha = if vp { 1.0 / (1.0 + s * s).sqrt() } else { 1.0 };
-        NoiseLevel {
-            t: s,
-            marginal: Marginal {
-                alpha,
-                sigma: s * alpha,
-            },
-        }
-    };
-    let mut v: Vec<NoiseLevel> = (0..n)
-        .map(|i| level(SIGMA_MAX * (0.005 / SIGMA_MAX).powf(i as f64 / (n - 1) as f64)))
-        .collect();
-    v.push(level(0.0));
-    SamplingGrid::Shared(v)
+    geometric_grid(SIGMA_MAX, 0.005, n, if vp { vp_level } else { ve_level })
 }
 
 /// Exact draws of the marginal at `SIGMA_MAX`: component by stratified
@@ -154,7 +104,7 @@ fn check_with(
     let g = grid(steps, vp);
     let alpha = g.row(0)[0].marginal.alpha;
     let mut x = cpu.upload(&[N, 2], &start(alpha))?;
-    let model = GmmDenoiser::new(mixture(), Arc::new(Sample));
+    let model = GmmDenoiser::new(three_blobs_2d(), Arc::new(Sample));
     let schedule: &dyn diffuse_core::NoiseSchedule = if vp { &VpBySigma } else { &VeSchedule };
     let source = noise_source(&cpu, noise, &g, &x, NoiseStream::new(5, 1))?;
     run_with_noise(&cpu, method, &model, schedule, &g, &mut x, source, 0)?;
@@ -166,7 +116,7 @@ fn check_with(
     );
     for k in 0..3 {
         let (frac, mean, std) = got[k];
-        let se = (WEIGHTS[k] * (1.0 - WEIGHTS[k]) / N as f64).sqrt();
+        let se = fraction_se(WEIGHTS[k], N);
         assert!(
             (frac - WEIGHTS[k]).abs() < 4.0 * se,
             "{name}: component {k} fraction {frac} vs {}",

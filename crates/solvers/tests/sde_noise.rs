@@ -6,91 +6,24 @@
 //! the Brownian-tree source is as independent of shards and threads as
 //! the stream.
 
-use std::sync::Arc;
+mod common;
 
-use diffuse_nets::{GaussianMixture, GmmDenoiser};
+use common::{
+    BASE, VpBySigma, bits, geometric_grid, max_abs_diff_f32, two_blobs_model, vp_level, vp_start,
+};
 use diffuse_solvers::{
-    Affine, Backend, CpuBackend, Ddim, DdimEta, Ddpm, DdpmVariance, Dpm2, Dpm2Ancestral,
-    DpmAlgorithm, DpmPp2MSde, DpmPp2S, DpmPp2SAncestral, DpmPp3MSde, DpmPpSde, DpmSolverMultistep,
-    Draw, DrawInfo, Edm, Error, Euler, EulerAncestral, Heun, Marginal, Method, NoiseLevel,
-    NoiseSource, NoiseStream, Parameterization, Pc, PhiloxNoise, Result, Sampler, SamplingGrid,
-    SecondOrder, Solver, SolverState, ThirdOrder, by_name, run, run_with_noise, stochastic_names,
+    Backend, CpuBackend, Ddim, DdimEta, Ddpm, DdpmVariance, Dpm2, Dpm2Ancestral, DpmAlgorithm,
+    DpmPp2MSde, DpmPp2S, DpmPp2SAncestral, DpmPp3MSde, DpmPpSde, DpmSolverMultistep, Draw,
+    DrawInfo, Edm, Error, Euler, EulerAncestral, Heun, Method, NoiseSource, NoiseStream, Pc,
+    PhiloxNoise, Result, Sampler, SamplingGrid, SecondOrder, Solver, SolverState, ThirdOrder,
+    by_name, run, run_with_noise, stochastic_names,
 };
 use diffuse_solvers::{NoiseKind, noise_source};
 
-/// x₀-prediction: x̂₀ = out.
-struct Sample;
-
-impl Parameterization for Sample {
-    fn name(&self) -> &str {
-        "sample"
-    }
-    fn x0_map(&self, _m: Marginal) -> Result<Affine> {
-        Ok(Affine { a: 0.0, b: 1.0 })
-    }
-}
-
-/// A VP schedule with time `t = σ̃`.
-struct VpBySigma;
-
-impl diffuse_core::NoiseSchedule for VpBySigma {
-    fn name(&self) -> &str {
-        "vp-by-sigma"
-    }
-    fn t_range(&self) -> (f64, f64) {
-        (0.0, f64::INFINITY)
-    }
-    fn alpha(&self, t: f64) -> f64 {
-        1.0 / (1.0 + t * t).sqrt()
-    }
-    fn sigma(&self, t: f64) -> f64 {
-        t / (1.0 + t * t).sqrt()
-    }
-    fn t_of_log_snr(&self, lambda: f64) -> Result<f64> {
-        Ok((-0.5 * lambda).exp())
-    }
-}
-
-fn level(s: f64) -> NoiseLevel {
-    let alpha = 1.0 / (1.0 + s * s).sqrt();
-    NoiseLevel {
-        t: s,
-        marginal: Marginal {
-            alpha,
-            sigma: s * alpha,
-        },
-    }
-}
-
 /// `n` steps geometric in σ̃ from `hi` to `lo`, then a clean level.
 fn grid(n: usize, hi: f64, lo: f64) -> SamplingGrid {
-    let mut v: Vec<NoiseLevel> = (0..n)
-        .map(|i| level(hi * (lo / hi).powf(i as f64 / (n - 1) as f64)))
-        .collect();
-    v.push(level(0.0));
-    SamplingGrid::Shared(v)
+    geometric_grid(hi, lo, n, vp_level)
 }
-
-fn model() -> GmmDenoiser {
-    let gmm = GaussianMixture::new(
-        vec![0.6, 0.4],
-        vec![vec![-1.0, 0.5], vec![1.5, -0.5]],
-        vec![0.4, 0.3],
-    )
-    .unwrap();
-    GmmDenoiser::new(gmm, Arc::new(Sample))
-}
-
-/// `rows` 2-D states at σ̃ = 10 (VP), from stream 0 of seed 11.
-fn start(cpu: &CpuBackend, rows: usize) -> diffuse_core::CpuTensor {
-    let mut v = vec![0.0f32; rows * 2];
-    NoiseStream::new(11, 0).fill(0, &mut v);
-    let a = level(10.0).marginal.sigma as f32;
-    cpu.upload(&[rows, 2], &v.iter().map(|z| z * a).collect::<Vec<_>>())
-        .unwrap()
-}
-
-const BASE: NoiseStream = NoiseStream::new(11, 1);
 
 fn sample(
     cpu: &CpuBackend,
@@ -99,7 +32,7 @@ fn sample(
     x: &mut diffuse_core::CpuTensor,
     first_row: usize,
 ) -> Result<()> {
-    let m = model();
+    let m = two_blobs_model();
     run_with_noise(
         cpu,
         method,
@@ -113,8 +46,40 @@ fn sample(
     .map(|_| ())
 }
 
-fn bits(v: &[f32]) -> Vec<u32> {
-    v.iter().map(|x| x.to_bits()).collect()
+/// A run of `method` on `grid` over the states `x`, the first of which is
+/// row `first_row` of the batch.
+type Run =
+    fn(&CpuBackend, &dyn Method, &SamplingGrid, &mut diffuse_core::CpuTensor, usize) -> Result<()>;
+
+/// Runs `method` with `run` on the [`vp_start`] states of the shards'
+/// rows, on one thread (`one`); checks that the samples are finite, that
+/// two threads (`two`) and the batch split into `shards` give the same
+/// samples bit for bit, and returns the one-thread samples.
+fn same_for_threads_and_shards(
+    name: &str,
+    run: Run,
+    method: &dyn Method,
+    g: &SamplingGrid,
+    (one, two): (&CpuBackend, &CpuBackend),
+    shards: &[(usize, usize)],
+) -> Result<Vec<f32>> {
+    let rows = shards.last().map_or(0, |s| s.1);
+    let mut full = vp_start(one, rows);
+    run(one, method, g, &mut full, 0)?;
+    let full = one.to_host(&full)?;
+    assert!(full.iter().all(|v| v.is_finite()), "{name}");
+    let mut x = vp_start(two, rows);
+    run(two, method, g, &mut x, 0)?;
+    assert_eq!(bits(&two.to_host(&x)?), bits(&full), "{name}: 2 threads");
+    let init = one.to_host(&vp_start(one, rows))?;
+    let mut got = Vec::new();
+    for &(a, b) in shards {
+        let mut x = one.upload(&[b - a, 2], &init[2 * a..2 * b])?;
+        run(one, method, g, &mut x, a)?;
+        got.extend(one.to_host(&x)?);
+    }
+    assert_eq!(bits(&got), bits(&full), "{name}: shards");
+    Ok(full)
 }
 
 #[test]
@@ -125,26 +90,18 @@ fn shards_and_thread_counts_give_the_same_samples() -> Result<()> {
     let two = CpuBackend::with_threads(2)?;
     for name in stochastic_names() {
         let method = by_name(name)?;
-        let mut full = start(&one, rows);
-        sample(&one, method.as_ref(), &g, &mut full, 0)?;
-        let full = one.to_host(&full)?;
-        assert!(full.iter().all(|v| v.is_finite()), "{name}");
-        // Two threads.
-        let mut x = start(&two, rows);
-        sample(&two, method.as_ref(), &g, &mut x, 0)?;
-        assert_eq!(bits(&two.to_host(&x)?), bits(&full), "{name}: 2 threads");
-        // Shards [0, 15) and [15, 40).
-        let init = one.to_host(&start(&one, rows))?;
-        let mut got = Vec::new();
-        for (a, b) in [(0, 15), (15, rows)] {
-            let mut x = one.upload(&[b - a, 2], &init[2 * a..2 * b])?;
-            sample(&one, method.as_ref(), &g, &mut x, a)?;
-            got.extend(one.to_host(&x)?);
-        }
-        assert_eq!(bits(&got), bits(&full), "{name}: shards");
+        // Two threads, and shards [0, 15) and [15, 40).
+        let full = same_for_threads_and_shards(
+            name,
+            sample,
+            method.as_ref(),
+            &g,
+            (&one, &two),
+            &[(0, 15), (15, rows)],
+        )?;
         // Another seed changes the samples.
-        let mut x = start(&one, rows);
-        let m = model();
+        let mut x = vp_start(&one, rows);
+        let m = two_blobs_model();
         run_with_noise(
             &one,
             method.as_ref(),
@@ -169,7 +126,7 @@ fn large_states_split_across_threads_agree() -> Result<()> {
     let two = CpuBackend::with_threads(2)?;
     for name in ["euler-ancestral", "edm", "pc", "dpmpp-sde"] {
         let method = by_name(name)?;
-        let (mut a, mut b) = (start(&one, rows), start(&two, rows));
+        let (mut a, mut b) = (vp_start(&one, rows), vp_start(&two, rows));
         sample(&one, method.as_ref(), &g, &mut a, 0)?;
         sample(&two, method.as_ref(), &g, &mut b, 0)?;
         assert_eq!(bits(&one.to_host(&a)?), bits(&two.to_host(&b)?), "{name}");
@@ -218,11 +175,11 @@ fn noise_free_options_are_the_deterministic_methods_bit_for_bit() -> Result<()> 
             Box::new(Heun),
         ),
     ];
-    let m = model();
+    let m = two_blobs_model();
     for (stochastic, deterministic) in &pairs {
-        let mut a = start(&cpu, 16);
+        let mut a = vp_start(&cpu, 16);
         sample(&cpu, stochastic.as_ref(), &g, &mut a, 0)?;
-        let mut b = start(&cpu, 16);
+        let mut b = vp_start(&cpu, 16);
         run(&cpu, deterministic.as_ref(), &m, &VpBySigma, &g, &mut b)?;
         assert_eq!(
             bits(&cpu.to_host(&a)?),
@@ -233,14 +190,6 @@ fn noise_free_options_are_the_deterministic_methods_bit_for_bit() -> Result<()> 
         );
     }
     Ok(())
-}
-
-/// Max |a − b|.
-fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
 }
 
 #[test]
@@ -276,13 +225,13 @@ fn tiny_eta_is_close_to_eta_zero() -> Result<()> {
             Box::new(Heun),
         ),
     ];
-    let m = model();
+    let m = two_blobs_model();
     for (stochastic, deterministic) in &cases {
-        let mut a = start(&cpu, 16);
+        let mut a = vp_start(&cpu, 16);
         sample(&cpu, stochastic.as_ref(), &g, &mut a, 0)?;
-        let mut b = start(&cpu, 16);
+        let mut b = vp_start(&cpu, 16);
         run(&cpu, deterministic.as_ref(), &m, &VpBySigma, &g, &mut b)?;
-        let d = max_diff(&cpu.to_host(&a)?, &cpu.to_host(&b)?);
+        let d = max_abs_diff_f32(&cpu.to_host(&a)?, &cpu.to_host(&b)?);
         assert!(d < 1e-3, "{}: {d}", stochastic.name());
     }
     Ok(())
@@ -301,30 +250,30 @@ fn ddpm_ddim_eta_one_and_euler_ancestral_are_one_sampler() -> Result<()> {
         Box::new(EulerAncestral::new(1.0, 1.0)?),
     ];
     for m in &methods {
-        let mut x = start(&cpu, 32);
+        let mut x = vp_start(&cpu, 32);
         sample(&cpu, m.as_ref(), &g, &mut x, 0)?;
         out.push(cpu.to_host(&x)?);
     }
     assert!(
-        max_diff(&out[0], &out[1]) < 2e-4,
+        max_abs_diff_f32(&out[0], &out[1]) < 2e-4,
         "{}",
-        max_diff(&out[0], &out[1])
+        max_abs_diff_f32(&out[0], &out[1])
     );
     assert!(
-        max_diff(&out[0], &out[2]) < 2e-4,
+        max_abs_diff_f32(&out[0], &out[2]) < 2e-4,
         "{}",
-        max_diff(&out[0], &out[2])
+        max_abs_diff_f32(&out[0], &out[2])
     );
     // The large variance draws more noise: different samples.
-    let mut x = start(&cpu, 32);
+    let mut x = vp_start(&cpu, 32);
     sample(&cpu, &Ddpm::new(DdpmVariance::FixedLarge)?, &g, &mut x, 0)?;
-    assert!(max_diff(&cpu.to_host(&x)?, &out[0]) > 1e-3);
+    assert!(max_abs_diff_f32(&cpu.to_host(&x)?, &out[0]) > 1e-3);
     // The log forms are the same standard deviations.
     for (log, plain) in [
         (DdpmVariance::FixedSmallLog, DdpmVariance::FixedSmall),
         (DdpmVariance::FixedLargeLog, DdpmVariance::FixedLarge),
     ] {
-        let (mut a, mut b) = (start(&cpu, 8), start(&cpu, 8));
+        let (mut a, mut b) = (vp_start(&cpu, 8), vp_start(&cpu, 8));
         sample(&cpu, &Ddpm::new(log)?, &g, &mut a, 0)?;
         sample(&cpu, &Ddpm::new(plain)?, &g, &mut b, 0)?;
         assert_eq!(bits(&cpu.to_host(&a)?), bits(&cpu.to_host(&b)?));
@@ -350,12 +299,12 @@ impl NoiseSource<CpuBackend> for TensorStream {
 fn a_tensor_noise_source_reproduces_the_stream() -> Result<()> {
     let g = grid(6, 10.0, 0.05);
     let cpu = CpuBackend::new();
-    let m = model();
+    let m = two_blobs_model();
     for name in stochastic_names() {
         let method = by_name(name)?;
-        let mut a = start(&cpu, 12);
+        let mut a = vp_start(&cpu, 12);
         sample(&cpu, method.as_ref(), &g, &mut a, 0)?;
-        let mut b = start(&cpu, 12);
+        let mut b = vp_start(&cpu, 12);
         let source = TensorStream {
             base: BASE,
             z: cpu.zeros(&[12, 2])?,
@@ -407,9 +356,9 @@ fn bad_options_and_noise_mismatches_are_typed_errors() -> Result<()> {
     ));
     let cpu = CpuBackend::new();
     let g = grid(5, 10.0, 0.05);
-    let m = model();
+    let m = two_blobs_model();
     // Options checked again when a struct built by hand runs.
-    let mut x = start(&cpu, 4);
+    let mut x = vp_start(&cpu, 4);
     invalid(
         sample(
             &cpu,
@@ -426,7 +375,7 @@ fn bad_options_and_noise_mismatches_are_typed_errors() -> Result<()> {
     // η so large that a step asks for more noise than σ′.
     invalid(sample(&cpu, &DdimEta { eta: 5.0 }, &g, &mut x, 0), "eta");
     // A stochastic sampler without noise, a deterministic one with noise.
-    let mut x = start(&cpu, 4);
+    let mut x = vp_start(&cpu, 4);
     invalid(
         Sampler::new(EulerAncestral::default()).sample(&cpu, &m, &VpBySigma, &g, &mut x, None),
         "noise",
@@ -464,14 +413,14 @@ fn bad_options_and_noise_mismatches_are_typed_errors() -> Result<()> {
 fn corrections_count_as_model_evaluations() -> Result<()> {
     let cpu = CpuBackend::new();
     let g = grid(5, 10.0, 0.05);
-    let m = model();
-    let mut x = start(&cpu, 4);
+    let m = two_blobs_model();
+    let mut x = vp_start(&cpu, 4);
     let mut s = Sampler::new(Pc::new(0.16, 2)?);
     let report = s.sample(&cpu, &m, &VpBySigma, &g, &mut x, Some(BASE))?;
     // 5 steps: a predictor call and two corrections each.
     assert_eq!(report.nfe, 15);
     // Zero corrections: Euler–Maruyama.
-    let (mut a, mut b) = (start(&cpu, 4), start(&cpu, 4));
+    let (mut a, mut b) = (vp_start(&cpu, 4), vp_start(&cpu, 4));
     sample(&cpu, &Pc::new(0.16, 0)?, &g, &mut a, 0)?;
     sample(&cpu, &diffuse_solvers::EulerMaruyama, &g, &mut b, 0)?;
     assert_eq!(bits(&cpu.to_host(&a)?), bits(&cpu.to_host(&b)?));
@@ -486,7 +435,7 @@ fn sample_tree(
     x: &mut diffuse_core::CpuTensor,
     first_row: usize,
 ) -> Result<()> {
-    let m = model();
+    let m = two_blobs_model();
     let source = noise_source(cpu, NoiseKind::BrownianTree, grid, x, BASE)?;
     run_with_noise(cpu, method, &m, &VpBySigma, grid, x, source, first_row).map(|_| ())
 }
@@ -505,22 +454,15 @@ fn brownian_tree_noise_does_not_depend_on_shards_or_threads() -> Result<()> {
     let two = CpuBackend::with_threads(2)?;
     for name in stochastic_names() {
         let method = by_name(name)?;
-        let mut full = start(&one, rows);
-        sample_tree(&one, method.as_ref(), &g, &mut full, 0)?;
-        let full = one.to_host(&full)?;
-        assert!(full.iter().all(|v| v.is_finite()), "{name}");
-        let mut x = start(&two, rows);
-        sample_tree(&two, method.as_ref(), &g, &mut x, 0)?;
-        assert_eq!(bits(&two.to_host(&x)?), bits(&full), "{name}: 2 threads");
-        let init = one.to_host(&start(&one, rows))?;
-        let mut got = Vec::new();
-        for (a, b) in [(0, 15), (15, 31), (31, rows)] {
-            let mut x = one.upload(&[b - a, 2], &init[2 * a..2 * b])?;
-            sample_tree(&one, method.as_ref(), &g, &mut x, a)?;
-            got.extend(one.to_host(&x)?);
-        }
-        assert_eq!(bits(&got), bits(&full), "{name}: shards");
-        let mut stream = start(&one, rows);
+        let full = same_for_threads_and_shards(
+            name,
+            sample_tree,
+            method.as_ref(),
+            &g,
+            (&one, &two),
+            &[(0, 15), (15, 31), (31, rows)],
+        )?;
+        let mut stream = vp_start(&one, rows);
         sample(&one, method.as_ref(), &g, &mut stream, 0)?;
         let same = bits(&one.to_host(&stream)?) == bits(&full);
         assert_eq!(same, name == "edm", "{name}: tree vs stream");
@@ -530,7 +472,7 @@ fn brownian_tree_noise_does_not_depend_on_shards_or_threads() -> Result<()> {
     let rows = 40_000;
     for name in ["dpmpp-sde", "euler-ancestral", "pc"] {
         let method = by_name(name)?;
-        let (mut a, mut b) = (start(&one, rows), start(&two, rows));
+        let (mut a, mut b) = (vp_start(&one, rows), vp_start(&two, rows));
         sample_tree(&one, method.as_ref(), &g, &mut a, 0)?;
         sample_tree(&two, method.as_ref(), &g, &mut b, 0)?;
         assert_eq!(bits(&one.to_host(&a)?), bits(&two.to_host(&b)?), "{name}");

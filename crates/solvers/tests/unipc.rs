@@ -5,10 +5,12 @@
 //! per-row grids, NFE), the finite step to σ = 0 (where diffusers' `bh1`
 //! gives NaN), and typed errors.
 
+mod common;
+
+use common::{Gaussian, Sample, linspace_levels, step_ctx, vp_level};
 use diffuse_solvers::{
-    Affine, Backend, Combination, CpuBackend, Error, Marginal, Method, NoiseLevel,
-    Parameterization, Prediction, Result, SamplingGrid, SolverState, StepContext, UniPc,
-    UniPcVariant, VeSchedule,
+    Backend, Combination, CpuBackend, Error, Marginal, Method, NoiseLevel, Prediction, Result,
+    SamplingGrid, SolverState, StepContext, UniPc, UniPcVariant, VeSchedule,
 };
 
 const VARIANTS: [UniPcVariant; 2] = [UniPcVariant::Bh1, UniPcVariant::Bh2];
@@ -17,55 +19,20 @@ const VARIANTS: [UniPcVariant; 2] = [UniPcVariant::Bh1, UniPcVariant::Bh2];
 const MU: f64 = 0.7;
 const S: f64 = 0.4;
 
-/// The network returns `x̂₀` itself.
-struct X0;
-
-impl Parameterization for X0 {
-    fn name(&self) -> &str {
-        "x0"
-    }
-    fn x0_map(&self, _m: Marginal) -> Result<Affine> {
-        Ok(Affine { a: 0.0, b: 1.0 })
-    }
-}
-
-/// The exact posterior mean `E[x₀ | x]` at `m`.
-fn denoise(m: Marginal, x: f64) -> f64 {
-    let v = m.alpha * m.alpha * S * S + m.sigma * m.sigma;
-    MU + m.alpha * S * S / v * (x - m.alpha * MU)
-}
-
-/// The exact probability-flow map from `from` to `to` (it keeps quantiles).
-fn flow(from: Marginal, to: Marginal, x: f64) -> f64 {
-    let sd = |m: Marginal| (m.alpha * m.alpha * S * S + m.sigma * m.sigma).sqrt();
-    to.alpha * MU + sd(to) / sd(from) * (x - from.alpha * MU)
-}
-
-/// The variance-preserving level with `σ/α = sigma_ve` (clean at 0).
-fn level(sigma_ve: f64) -> NoiseLevel {
-    let alpha = 1.0 / (1.0 + sigma_ve * sigma_ve).sqrt();
-    NoiseLevel {
-        t: sigma_ve,
-        marginal: Marginal {
-            alpha,
-            sigma: sigma_ve * alpha,
-        },
-    }
-}
+/// The data distribution with its exact denoiser and flow.
+const DATA: Gaussian = Gaussian { mu: MU, s: S };
 
 /// The level with half log-SNR `l = log(α/σ)`.
 fn at(l: f64) -> NoiseLevel {
-    level((-l).exp())
+    vp_level((-l).exp())
 }
 
 /// `steps` steps uniform in `ℓ` from `l0` to `l1`, then a step to σ = 0
 /// if `clean`.
 fn levels(l0: f64, l1: f64, steps: usize, clean: bool) -> Vec<NoiseLevel> {
-    let mut v: Vec<NoiseLevel> = (0..=steps)
-        .map(|k| at(l0 + (l1 - l0) * k as f64 / steps as f64))
-        .collect();
+    let mut v = linspace_levels(l0, l1, steps, at);
     if clean {
-        v.push(level(0.0));
+        v.push(vp_level(0.0));
     }
     v
 }
@@ -87,12 +54,7 @@ fn unipc(order: usize, variant: UniPcVariant, predict_x0: bool, lof: bool) -> Un
 }
 
 fn ctx(levels: &[NoiseLevel], i: usize) -> StepContext<'_> {
-    StepContext {
-        i,
-        levels,
-        history: i,
-        schedule: &VeSchedule,
-    }
+    step_ctx(levels, i, i, &VeSchedule)
 }
 
 /// Evaluates `c` on scalars (a NaN `x` or `prev` marks a value that must
@@ -108,7 +70,7 @@ fn apply(c: &Combination, x: f64, prev: f64, p0: f64, hist: &[f64]) -> f64 {
 
 /// The prediction the method combines at `m`, from the exact denoiser.
 fn prediction(method: &dyn Method, m: Marginal, x: f64) -> f64 {
-    let x0 = denoise(m, x);
+    let x0 = DATA.x0_hat(x, m);
     match method.prediction() {
         Prediction::Data => x0,
         Prediction::Noise => (x - m.alpha * x0) / m.sigma,
@@ -128,7 +90,7 @@ fn run_f64(method: &dyn Method, grid: &[NoiseLevel], x0: f64, exact: usize) -> f
         let p0 = prediction(method, grid[i].marginal, x);
         if i < exact {
             prev = x;
-            x = flow(first, grid[i + 1].marginal, x0);
+            x = DATA.exact(x0, first, grid[i + 1].marginal);
         } else {
             let ctx = StepContext {
                 i,
@@ -153,7 +115,7 @@ fn error_f64(method: &dyn Method, grid: &[NoiseLevel], exact: usize) -> f64 {
     let (first, last) = (grid[0].marginal, grid[grid.len() - 1].marginal);
     start(first)
         .iter()
-        .map(|&s| (run_f64(method, grid, s, exact) - flow(first, last, s)).abs())
+        .map(|&s| (run_f64(method, grid, s, exact) - DATA.exact(s, first, last)).abs())
         .fold(0.0, |a, e| if e.is_nan() || e > a { e } else { a })
 }
 
@@ -178,10 +140,13 @@ fn run(method: &dyn Method, grid: &SamplingGrid, x: &[Vec<f64>]) -> Result<(Vec<
         let out: Vec<f32> = input
             .chunks(d)
             .zip(state.request())
-            .flat_map(|(row, l)| row.iter().map(|&v| denoise(l.marginal, v as f64) as f32))
+            .flat_map(|(row, l)| {
+                row.iter()
+                    .map(|&v| DATA.x0_hat(v as f64, l.marginal) as f32)
+            })
             .collect();
         let out = cpu.upload(&[x.len(), d], &out)?;
-        state.advance(&cpu, &X0, &mut xt, &out)?;
+        state.advance(&cpu, &Sample, &mut xt, &out)?;
     }
     let nfe = state.report().nfe;
     let host = cpu.to_host(&xt)?;
@@ -443,7 +408,7 @@ fn bh1_finishes_at_sigma_zero() {
                     .unwrap();
                     assert_eq!(nfe, 15);
                     for (v, s) in x[0].iter().zip(&x0) {
-                        let exact = flow(first, clean, *s);
+                        let exact = DATA.exact(*s, first, clean);
                         assert!(
                             v.is_finite() && (v - exact).abs() < 0.04,
                             "{method:?}: {v} {exact}"
@@ -505,7 +470,7 @@ fn bad_options_and_recipes_are_typed_errors() {
         ));
     }
     let grid = SamplingGrid::Shared(levels(-1.0, 1.0, 3, true));
-    let x = vec![start(level(1.0).marginal)];
+    let x = vec![start(vp_level(1.0).marginal)];
     let bad = UniPc {
         order: 7,
         ..UniPc::default()

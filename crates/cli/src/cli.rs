@@ -105,6 +105,15 @@ pub struct TrainArgs {
     pub quiet: bool,
 }
 
+/// `--noise`: where a stochastic sampler's noise comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum NoiseArg {
+    /// Independent draws of the public noise stream.
+    Philox,
+    /// Increments of one Brownian path (a Brownian tree).
+    Brownian,
+}
+
 #[derive(Debug, Args)]
 pub struct SampleArgs {
     /// A checkpoint written by `diffuse train` (EMA weights when present).
@@ -133,6 +142,12 @@ pub struct SampleArgs {
     /// η of ddim-eta.
     #[arg(long)]
     pub eta: Option<f64>,
+    /// Noise of a stochastic sampler: independent draws of the public stream
+    /// (philox) or increments of one Brownian path (brownian: the same path
+    /// at any step count). Default: the sampler's own (brownian for
+    /// dpmpp-sde, philox otherwise).
+    #[arg(long, value_enum)]
+    pub noise: Option<NoiseArg>,
     /// Number of samples.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=16_777_216))]
     pub n: u64,

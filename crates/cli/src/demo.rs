@@ -159,6 +159,7 @@ pub fn run(args: &DemoArgs) -> CliResult<()> {
                 seed: 1,
                 grid: None,
                 eta: None,
+                noise: None,
             };
             let (x, report) = model.sample(&spec)?;
             let sw = score(dataset, &x)?;

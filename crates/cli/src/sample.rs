@@ -185,6 +185,10 @@ pub fn run(args: &SampleArgs) -> CliResult<()> {
         seed: args.seed,
         grid: args.grid.clone(),
         eta: args.eta,
+        noise: args.noise.map(|n| match n {
+            crate::cli::NoiseArg::Philox => diffuse_solvers::NoiseKind::Philox,
+            crate::cli::NoiseArg::Brownian => diffuse_solvers::NoiseKind::BrownianTree,
+        }),
     };
     if let (Device::Cuda(_), Some(_)) = (args.device, &args.model) {
         return Err(CliError::Usage(format!(

@@ -783,3 +783,78 @@ fn sample_guides_toward_a_class_and_bounds_the_data_estimate() {
     );
     assert_one_line_error(&with(&["--class", "1", "--device", "cuda"]), "CPU only");
 }
+
+#[test]
+fn sample_noise_source_is_selectable() {
+    let dir = tempfile::tempdir().unwrap();
+    let gmm = dir.path().join("gmm.json");
+    std::fs::write(
+        &gmm,
+        r#"{"weights": [0.5, 0.5], "means": [[-1.0, 0.0], [1.0, 0.0]], "stds": [0.3, 0.3]}"#,
+    )
+    .unwrap();
+    let spec = format!("gmm:{}", gmm.display());
+    let run = |name: &str, solver: &str, steps: &str, extra: &[&str]| {
+        let out = dir.path().join(name);
+        let out_s = out.display().to_string();
+        let mut args = vec![
+            "sample",
+            "--denoiser",
+            &spec,
+            "--solver",
+            solver,
+            "--steps",
+            steps,
+            "--n",
+            "256",
+            "--out",
+            &out_s,
+        ];
+        args.extend_from_slice(extra);
+        let o = diffuse(&args);
+        assert!(o.status.success(), "{extra:?}: {}", stderr(&o));
+        let x: ndarray::Array2<f32> = ndarray_npy::read_npy(&out).unwrap();
+        x
+    };
+    // dpmpp-sde walks the Brownian tree by default; --noise picks either.
+    let default = run("d.npy", "dpmpp-sde", "20", &[]);
+    let tree = run("t.npy", "dpmpp-sde", "20", &["--noise", "brownian"]);
+    let draws = run("p.npy", "dpmpp-sde", "20", &["--noise", "philox"]);
+    assert_eq!(default, tree);
+    assert_ne!(default, draws);
+    // On one Brownian path, euler-ancestral at 40 and 80 steps ends closer
+    // together than with independent draws (median distance per sample).
+    let median_gap = |a: &ndarray::Array2<f32>, b: &ndarray::Array2<f32>| {
+        let mut d: Vec<f32> = a
+            .rows()
+            .into_iter()
+            .zip(b.rows())
+            .map(|(p, q)| ((p[0] - q[0]).powi(2) + (p[1] - q[1]).powi(2)).sqrt())
+            .collect();
+        d.sort_by(f32::total_cmp);
+        d[d.len() / 2]
+    };
+    let t40 = run("t40.npy", "euler-ancestral", "40", &["--noise", "brownian"]);
+    let t80 = run("t80.npy", "euler-ancestral", "80", &["--noise", "brownian"]);
+    let p40 = run("p40.npy", "euler-ancestral", "40", &["--noise", "philox"]);
+    let p80 = run("p80.npy", "euler-ancestral", "80", &["--noise", "philox"]);
+    let (gap_tree, gap_draws) = (median_gap(&t40, &t80), median_gap(&p40, &p80));
+    assert!(gap_tree < 0.5 * gap_draws, "{gap_tree} vs {gap_draws}");
+    let out_s = dir.path().join("e.npy").display().to_string();
+    assert_one_line_error(
+        &[
+            "sample",
+            "--denoiser",
+            &spec,
+            "--solver",
+            "dpmpp-2m",
+            "--noise",
+            "brownian",
+            "--n",
+            "4",
+            "--out",
+            &out_s,
+        ],
+        "deterministic",
+    );
+}

@@ -39,6 +39,7 @@
 //!     seed: 1,
 //!     grid: None,
 //!     eta: None,
+//!     noise: None,
 //! };
 //! let (x, report) = model.sample(&spec)?;
 //! assert_eq!((x.dim(), report.nfe), ((100, 2), 5));

@@ -20,7 +20,7 @@ use diffuse_nets::checkpoint::Checkpoint;
 use diffuse_nets::{DenoiserNet, NetDenoiser, load_net};
 use diffuse_schedules::Builtin;
 use diffuse_schedules::TimeGrid;
-use diffuse_solvers::{DdimEta, Method, by_name, noise_source, run, run_with_noise};
+use diffuse_solvers::{DdimEta, Method, NoiseKind, by_name, noise_source, run, run_with_noise};
 use ndarray::Array2;
 
 use crate::TrainError;
@@ -42,6 +42,11 @@ pub struct SampleSpec {
     pub grid: Option<String>,
     /// `η` of `ddim-eta` (only that solver takes it).
     pub eta: Option<f64>,
+    /// The noise source of a stochastic sampler; `None` is the sampler's
+    /// own default ([`Method::default_noise`]: the Brownian tree for
+    /// `dpmpp-sde`, independent draws otherwise). A deterministic solver
+    /// draws no noise and refuses one.
+    pub noise: Option<NoiseKind>,
 }
 
 /// The solver `name` with its default options, or `ddim-eta` with `eta`.
@@ -97,6 +102,12 @@ pub fn sample_on<B: Backend>(
         return Err(invalid("steps", "must be positive"));
     }
     let method = method(&spec.solver, spec.eta)?;
+    if spec.noise.is_some() && !method.stochastic() {
+        return Err(invalid(
+            "noise",
+            format!("{} is deterministic and draws no noise", spec.solver),
+        ));
+    }
     let grid_kind = TimeGrid::from_name(spec.grid.as_deref().unwrap_or("logsnr"))?;
     let sched: &dyn NoiseSchedule = &*schedule.schedule;
     let times = grid_kind.times(sched, spec.steps + 1, schedule.t_start, schedule.t_end)?;
@@ -119,7 +130,8 @@ pub fn sample_on<B: Backend>(
             seed: spec.seed,
             stream: 1,
         };
-        let noise = noise_source(backend, method.default_noise(), &grid, &x, base)?;
+        let kind = spec.noise.unwrap_or_else(|| method.default_noise());
+        let noise = noise_source(backend, kind, &grid, &x, base)?;
         run_with_noise(backend, &*method, model, sched, &grid, &mut x, noise, 0)?
     } else {
         run(backend, &*method, model, sched, &grid, &mut x)?

@@ -162,6 +162,7 @@ fn sampling_is_reproducible_and_counts_nfe() -> diffuse_core::Result<()> {
             seed: 9,
             grid: None,
             eta: None,
+            noise: None,
         };
         let (a, report) = model.sample(&spec)?;
         let (b, _) = model.sample(&spec)?;
@@ -180,6 +181,7 @@ fn sampling_is_reproducible_and_counts_nfe() -> diffuse_core::Result<()> {
         seed: 0,
         grid: None,
         eta: Some(0.5),
+        noise: None,
     };
     assert!(model.sample(&bad).is_err());
     Ok(())
@@ -215,6 +217,7 @@ fn quality_sweep() -> diffuse_core::Result<()> {
                 seed: 1,
                 grid: None,
                 eta: None,
+                noise: None,
             };
             let (x, r) = model.sample(&spec)?;
             eprintln!(

@@ -83,6 +83,51 @@ __device__ __forceinline__ float df_ln(float x) {
     return s * (hfsq + r) + dk * LN2_LO - hfsq + f + dk * LN2_HI;
 }
 
+// e^x from + - * /, comparisons, a float->int truncation and bit operations:
+// the fdlibm/musl expf scheme, the twin of diffuse_core::noise::exp_f32 (same
+// operations in the same order). Reduction x = k ln2 + r with
+// k = trunc(x/ln2 +- 1/2), hi = x - k ln2_hi (exact), lo = k ln2_lo,
+// r = hi - lo; c = r - r^2 (P1 + r^2 P2); e^r = 1 + ((r c/(2 - c) - lo) + hi);
+// e^x = 2^k e^r with 2^k built in the exponent bits (two factors when 2^k is
+// not a normal float). NaN -> NaN, x > 88.72283 -> +inf, x < -103.972084 -> +0.
+__device__ __forceinline__ float df_exp(float x) {
+    const float LN2_HI = __uint_as_float(0x3f317200u);
+    const float LN2_LO = __uint_as_float(0x35bfbe8eu);
+    const float INV_LN2 = __uint_as_float(0x3fb8aa3bu);
+    const float P1 = __uint_as_float(0x3e2aaa8fu);
+    const float P2 = __uint_as_float(0xbb355215u);
+    const float OVERFLOW = __uint_as_float(0x42b17217u);
+    const float UNDERFLOW = __uint_as_float(0xc2cff1b5u);
+    const float TWO_POW_127 = __uint_as_float(0x7f000000u);
+    const float TWO_POW_M102 = __uint_as_float(0x0c800000u);
+    if (x != x) {
+        return x + x;
+    }
+    if (x > OVERFLOW) {
+        return __uint_as_float(0x7f800000u);
+    }
+    if (x < UNDERFLOW) {
+        return 0.0f;
+    }
+    const float half = x < 0.0f ? -0.5f : 0.5f;
+    int k = (int)(INV_LN2 * x + half);
+    const float kf = (float)k;
+    const float hi = x - kf * LN2_HI;
+    const float lo = kf * LN2_LO;
+    const float r = hi - lo;
+    const float rr = r * r;
+    const float c = r - rr * (P1 + rr * P2);
+    float y = 1.0f + ((r * c / (2.0f - c) - lo) + hi);
+    if (k > 127) {
+        y = y * TWO_POW_127;
+        k -= 127;
+    } else if (k < -126) {
+        y = y * TWO_POW_M102;
+        k += 102;
+    }
+    return y * __uint_as_float((df_u32)(k + 127) << 23);
+}
+
 // (sin 2 pi u, cos 2 pi u) for u = m 2^-24: exact quarter-turn reduction
 // q = (m + 2^21) >> 22, t = (m - q 2^22) 2^-24 in [-1/8, 1/8], then
 // sin 2 pi t = t (S0 + t^2 (S1 + t^2 (S2 + t^2 (S3 + t^2 S4)))) and

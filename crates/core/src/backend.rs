@@ -605,6 +605,46 @@ pub trait Backend: Send + Sync {
     /// Fills `out` with elements `offset .. offset + len` of the noise draw.
     fn fill_noise(&self, stream: NoiseStream, offset: u64, out: &mut Self::Tensor) -> Result<()>;
 
+    /// Fills `out` with noise of a per-element standard deviation given in
+    /// log space: `outᵢ = exp(a_r + b_r·vᵢ)·zᵢ`, where `zᵢ` is element
+    /// `offset + i` (mod 2⁶⁴) of `stream` (exactly the value
+    /// [`Backend::fill_noise`] writes) and `r = i / (len / a.len())` the
+    /// row of element `i`: `a` and `b` hold one entry per row, of
+    /// `len / a.len()` elements each (the batch rows of `out` when
+    /// `a.len()` is its leading axis, the whole tensor when it is 1).
+    ///
+    /// This is the noise of a learned-range variance (Nichol & Dhariwal
+    /// 2021, "Improved denoising diffusion probabilistic models", eq. 15):
+    /// `log Σ = f·log β + (1 − f)·log β̃` with `f = (v + 1)/2`, so with
+    /// standard deviations `s_small = √β̃`, `s_large = √β`,
+    /// `exp(½·log Σ) = exp(a + b·v)` for `a = ½·(ln s_small + ln s_large)`,
+    /// `b = ½·(ln s_large − ln s_small)` (`v = −1` gives `s_small`, `v = 1`
+    /// gives `s_large`).
+    ///
+    /// # Arithmetic (bit for bit across backends)
+    /// In f32 with no fused multiply–add, `a_r`, `b_r` rounded from f64
+    /// first: `t = b_r·vᵢ`, `t = a_r + t`, `outᵢ = exp(t)·zᵢ`, with the
+    /// exponential [`crate::noise::exp_f32`] (same operations on every
+    /// backend).
+    ///
+    /// Errors: [`Error::ShapeMismatch`] if `v` and `out` differ in shape,
+    /// [`Error::InvalidArgument`] if `a` and `b` differ in length, are
+    /// empty or their length does not divide the element count, and
+    /// [`Error::NonFinite`] for an `a` or `b` entry that is not a finite
+    /// f32. Like [`Backend::lincomb`]'s inputs, `v` is not scanned (that
+    /// would need it on the host): a non-finite `vᵢ` gives a non-finite
+    /// `outᵢ` (NaN for NaN, `0·z` or `∞·z` for ∓∞ depending on `b_r`'s
+    /// sign).
+    fn fill_noise_log_scaled(
+        &self,
+        stream: NoiseStream,
+        offset: u64,
+        v: &Self::Tensor,
+        a: &[f64],
+        b: &[f64],
+        out: &mut Self::Tensor,
+    ) -> Result<()>;
+
     /// The fused step described on [`LinComb`]: one pass over memory.
     fn lincomb(
         &self,
@@ -635,6 +675,39 @@ pub trait Backend: Send + Sync {
         factors: &[&Self::Tensor],
         x: &mut Self::Tensor,
     ) -> Result<()>;
+}
+
+/// Checks the per-row parameters of [`Backend::fill_noise_log_scaled`]
+/// for a tensor of `len` elements and returns them rounded to f32 with the
+/// row length: `(a, b, row_len)`.
+pub fn log_scale_params(a: &[f64], b: &[f64], len: usize) -> Result<(Vec<f32>, Vec<f32>, usize)> {
+    if a.len() != b.len() {
+        return Err(Error::InvalidArgument {
+            name: "log-scale rows",
+            reason: format!("{} entries of a, {} of b", a.len(), b.len()),
+        });
+    }
+    if a.is_empty() || !len.is_multiple_of(a.len()) {
+        return Err(Error::InvalidArgument {
+            name: "log-scale rows",
+            reason: format!("{} rows do not divide {len} elements", a.len()),
+        });
+    }
+    let round = |name: &str, v: &[f64]| -> Result<Vec<f32>> {
+        v.iter()
+            .enumerate()
+            .map(|(r, &x)| {
+                if x.is_finite() && (x as f32).is_finite() {
+                    Ok(x as f32)
+                } else {
+                    Err(Error::NonFinite(format!(
+                        "log-scale parameter {name}[{r}] = {x}"
+                    )))
+                }
+            })
+            .collect()
+    };
+    Ok((round("a", a)?, round("b", b)?, len / a.len()))
 }
 
 /// Checks a tensor shape: at least one axis, no zero-length axis, and an

@@ -17,9 +17,10 @@ use rayon::prelude::*;
 
 use crate::backend::{
     Backend, LinComb, MAX_INPUTS, MAX_OUTPUTS, Operand, RowReduction, RowScale, check_shape,
+    log_scale_params,
 };
 use crate::error::{Error, Result};
-use crate::noise::{NoiseStream, fill_range, fill_range_impl, has_avx2, seed_key};
+use crate::noise::{NoiseStream, exp_f32, fill_range, fill_range_impl, has_avx2, seed_key};
 
 /// Elements per rayon task of the fused step (256 KiB per f32 stream).
 pub const CHUNK: usize = 1 << 16;
@@ -510,6 +511,38 @@ impl Backend for CpuBackend {
         Ok(())
     }
 
+    fn fill_noise_log_scaled(
+        &self,
+        stream: NoiseStream,
+        offset: u64,
+        v: &CpuTensor,
+        a: &[f64],
+        b: &[f64],
+        out: &mut CpuTensor,
+    ) -> Result<()> {
+        same_shape("fill_noise_log_scaled", &out.shape, &v.shape)?;
+        let (a, b, row_len) = log_scale_params(a, b, out.data.len())?;
+        let key = seed_key(stream.seed);
+        let avx2 = self.avx2();
+        self.run(|| {
+            out.data
+                .par_chunks_mut(CHUNK)
+                .zip(v.data.par_chunks(CHUNK))
+                .enumerate()
+                .for_each(|(c, (chunk, vs))| {
+                    let first = offset.wrapping_add((c * CHUNK) as u64);
+                    fill_range(key, stream.stream, first, chunk, avx2);
+                    for (j, (o, &vi)) in chunk.iter_mut().zip(vs).enumerate() {
+                        let r = (c * CHUNK + j) / row_len;
+                        let t = b[r] * vi;
+                        let t = a[r] + t;
+                        *o = exp_f32(t) * *o;
+                    }
+                });
+        });
+        Ok(())
+    }
+
     fn lincomb(
         &self,
         plan: &LinComb,
@@ -649,6 +682,69 @@ mod tests {
 
     fn factors(data: &[f32]) -> CpuTensor {
         CpuTensor::from_vec(&[data.len()], data.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn log_scaled_noise_by_hand_and_across_chunks() {
+        let cpu = CpuBackend::new();
+        let (rows, len) = (3, CHUNK / 2 + 5);
+        let n = rows * len;
+        let vdata: Vec<f32> = (0..n).map(|i| ((i % 17) as f32 - 8.0) / 8.0).collect();
+        let v = CpuTensor::from_vec(&[rows, len], vdata.clone()).unwrap();
+        let mut out = CpuTensor::zeros(&[rows, len]).unwrap();
+        let (a, b) = ([-1.5, 0.25, -3.0], [0.5, -0.75, 1.0]);
+        let s = NoiseStream::new(9, 4);
+        let offset = u64::MAX - 7;
+        cpu.fill_noise_log_scaled(s, offset, &v, &a, &b, &mut out)
+            .unwrap();
+        for i in (0..n).step_by(97).chain([0, len - 1, len, n - 1]) {
+            let r = i / len;
+            let z = s.at(offset.wrapping_add(i as u64));
+            let t = (b[r] as f32) * vdata[i];
+            let want = exp_f32((a[r] as f32) + t) * z;
+            assert_eq!(out.as_slice()[i].to_bits(), want.to_bits(), "element {i}");
+            let exact = (a[r] + b[r] * f64::from(vdata[i])).exp() * f64::from(z);
+            assert!((f64::from(want) - exact).abs() <= 1e-6 * (1.0 + exact.abs()));
+        }
+        // One row over the whole tensor: a single (a, b).
+        cpu.fill_noise_log_scaled(s, 0, &v, &[0.0], &[0.0], &mut out)
+            .unwrap();
+        let mut z = CpuTensor::zeros(&[rows, len]).unwrap();
+        cpu.fill_noise(s, 0, &mut z).unwrap();
+        assert_eq!(out, z);
+    }
+
+    #[test]
+    fn log_scaled_noise_rejects_bad_arguments() {
+        let cpu = CpuBackend::new();
+        let v = CpuTensor::zeros(&[2, 3]).unwrap();
+        let mut out = CpuTensor::zeros(&[2, 3]).unwrap();
+        let s = NoiseStream::new(0, 0);
+        let mut bad_shape = CpuTensor::zeros(&[3, 2]).unwrap();
+        assert!(matches!(
+            cpu.fill_noise_log_scaled(s, 0, &v, &[0.0], &[0.0], &mut bad_shape),
+            Err(Error::ShapeMismatch { .. })
+        ));
+        for (a, b) in [
+            (&[0.0, 0.0][..], &[0.0][..]),
+            (&[], &[]),
+            (&[0.0; 4], &[0.0; 4]),
+        ] {
+            assert!(matches!(
+                cpu.fill_noise_log_scaled(s, 0, &v, a, b, &mut out),
+                Err(Error::InvalidArgument { .. })
+            ));
+        }
+        for bad in [f64::NAN, f64::INFINITY, 1e300] {
+            assert!(matches!(
+                cpu.fill_noise_log_scaled(s, 0, &v, &[bad, 0.0], &[0.0, 0.0], &mut out),
+                Err(Error::NonFinite(_))
+            ));
+            assert!(matches!(
+                cpu.fill_noise_log_scaled(s, 0, &v, &[0.0, 0.0], &[0.0, bad], &mut out),
+                Err(Error::NonFinite(_))
+            ));
+        }
     }
 
     #[test]

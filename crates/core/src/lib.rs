@@ -10,7 +10,7 @@
 //!   ndarray-compatible storage and rayon.
 //! - Forward process: [`NoiseSchedule`] and its [`Marginal`].
 //! - Reverse process: [`Parameterization`] (output → `x̂₀`, `ε̂` as [`Affine`]
-//!   maps) and [`Denoiser`].
+//!   maps), [`Denoiser`] and [`VarianceDenoiser`] (learned-range variance).
 //! - Sampling process: [`Solver`].
 //! - [`noise`]: Philox4x32-10 and the normal transform, bit-identical across
 //!   backends (specified in `docs/noise.md`).
@@ -61,5 +61,7 @@ pub use error::{Error, Result};
 pub use forward::{LOG_SNR_SLACK, Marginal, NoiseSchedule, time_of_log_snr};
 pub use mixture::{IsotropicMixture, WEIGHT_SUM_TOLERANCE};
 pub use noise::NoiseStream;
-pub use reverse::{Affine, Condition, Denoiser, NoiseLevel, Parameterization, VectorJacobian};
+pub use reverse::{
+    Affine, Condition, Denoiser, NoiseLevel, Parameterization, VarianceDenoiser, VectorJacobian,
+};
 pub use sampling::{MAX_STEPS, SampleReport, SamplingGrid, Solver, check_grid};

@@ -164,6 +164,70 @@ pub fn sincos_turns(m: u32) -> (f32, f32) {
     )
 }
 
+// exp constants of the fdlibm/musl `expf` (Sun Microsystems 1993): ln 2
+// split so that k·EXP_LN2_HI is exact for |k| < 2⁹, 1/ln 2, and the
+// minimax coefficients of the rational remainder.
+const EXP_LN2_HI: f32 = f32::from_bits(0x3f31_7200); // 6.9314575195e-01
+const EXP_LN2_LO: f32 = f32::from_bits(0x35bf_be8e); // 1.4286067653e-06
+const EXP_INV_LN2: f32 = f32::from_bits(0x3fb8_aa3b); // 1.4426950216e+00
+const EXP_P1: f32 = f32::from_bits(0x3e2a_aa8f); // 1.6666625440e-01
+const EXP_P2: f32 = f32::from_bits(0xbb35_5215); // -2.7667332906e-03
+/// Above this `exp` overflows f32 (the largest finite result is at
+/// 88.72283).
+const EXP_OVERFLOW: f32 = f32::from_bits(0x42b1_7217); // 88.72283
+/// Below this `exp` rounds to zero (half the smallest subnormal).
+const EXP_UNDERFLOW: f32 = f32::from_bits(0xc2cf_f1b5); // -103.972084
+/// 2¹²⁷ and 2⁻¹⁰², the first factors of a two-step scaling.
+const TWO_POW_127: f32 = f32::from_bits(0x7f00_0000);
+const TWO_POW_M102: f32 = f32::from_bits(0x0c80_0000);
+
+/// `eˣ` of an f32 from `+ − × ÷`, comparisons, an f32→i32 truncation and
+/// bit operations only, so that the CUDA twin `df_exp` (kernels/common.cuh)
+/// gives the same bits.
+///
+/// The fdlibm `expf` scheme (Sun Microsystems 1993; musl's `expf`):
+/// reduction `x = k·ln2 + r` with `k = trunc(x/ln2 ± ½)` (the nearest
+/// integer) and `r = hi − lo`, `hi = x − k·ln2_hi` (exact), `lo =
+/// k·ln2_lo`, `|r| ≤ ½·ln2`; then `c = r − r²·(P1 + r²·P2)` and
+/// `eʳ = 1 + ((r·c/(2 − c) − lo) + hi)` (the Remez rational form of
+/// fdlibm), and `eˣ = 2ᵏ·eʳ`, the power of two built in the exponent
+/// bits (in two factors, each exact or rounding once, where `2ᵏ` is not a
+/// normal f32). Special values: NaN gives NaN, `x > 88.72283` (`+∞`
+/// included) gives `+∞`, `x < −103.972084` (`−∞` included) gives `+0`.
+/// Accuracy: within 2 ulp of the correctly rounded `eˣ` (the test checks
+/// it against f64 over `[−104, 89]`; subnormal results are within one
+/// subnormal step).
+#[inline(always)]
+pub fn exp_f32(x: f32) -> f32 {
+    if x.is_nan() {
+        return x + x;
+    }
+    if x > EXP_OVERFLOW {
+        return f32::INFINITY;
+    }
+    if x < EXP_UNDERFLOW {
+        return 0.0;
+    }
+    let half = if x < 0.0 { -0.5 } else { 0.5 };
+    let k = (EXP_INV_LN2 * x + half) as i32;
+    let kf = k as f32;
+    let hi = x - kf * EXP_LN2_HI;
+    let lo = kf * EXP_LN2_LO;
+    let r = hi - lo;
+    let rr = r * r;
+    let c = r - rr * (EXP_P1 + rr * EXP_P2);
+    let mut y = 1.0 + ((r * c / (2.0 - c) - lo) + hi);
+    let mut k = k;
+    if k > 127 {
+        y *= TWO_POW_127;
+        k -= 127;
+    } else if k < -126 {
+        y *= TWO_POW_M102;
+        k += 102;
+    }
+    y * f32::from_bits(((k + 127) as u32) << 23)
+}
+
 /// The Box–Muller pair from two Philox words: `(r·cos 2πu_b, r·sin 2πu_b)`
 /// with `u_a = ((w_a >> 8) + 1)·2⁻²⁴`, `u_b = (w_b >> 8)·2⁻²⁴`,
 /// `r = √(−2·ln u_a)` (Box & Muller 1958).
@@ -520,6 +584,63 @@ mod tests {
         assert_eq!(b(sincos_turns(1 << 22)), b((1.0, -0.0)));
         assert_eq!(b(sincos_turns(2 << 22)), b((-0.0, -1.0)));
         assert_eq!(b(sincos_turns(3 << 22)), b((-1.0, 0.0)));
+    }
+
+    /// The distance of `got` from the f64 value `want` in ulps of the f32
+    /// nearest `want` (at least the smallest subnormal).
+    fn ulps(got: f32, want: f64) -> f64 {
+        let w = want as f32;
+        let next = f32::from_bits(w.abs().to_bits() + 1);
+        let ulp = (f64::from(next) - f64::from(w.abs())).max(f64::from(f32::from_bits(1)));
+        (f64::from(got) - want).abs() / ulp
+    }
+
+    #[test]
+    fn exp_is_within_two_ulp_and_handles_special_values() {
+        let mut worst = 0.0f64;
+        let mut check = |x: f32| {
+            let got = exp_f32(x);
+            let want = f64::from(x).exp();
+            if want > f64::from(f32::MAX) * (1.0 + f64::EPSILON) {
+                assert_eq!(got, f32::INFINITY, "exp({x})");
+                return;
+            }
+            let e = ulps(got, want);
+            worst = worst.max(e);
+            assert!(e <= 2.0, "exp({x}) = {got}, want {want}: {e} ulp");
+            // Also within 2 ulp of the platform's expf.
+            let libm = x.exp();
+            let d = (got.to_bits() as i64 - libm.to_bits() as i64).abs();
+            assert!(d <= 2, "exp({x}) = {got}, f32::exp {libm}");
+        };
+        // A dense sweep over [−104, 89] and every f32 bit pattern step.
+        let mut x = -104.0f32;
+        while x < 89.0 {
+            check(x);
+            x += 0.000_731;
+        }
+        for bits in (0..0x42b2_0000u32).step_by(4099) {
+            check(f32::from_bits(bits));
+            check(-f32::from_bits(bits));
+        }
+        for x in [
+            0.0, -0.0, 1.0, -1.0, 0.5, 88.72283, -87.3, -103.0, 1e-30, -1e-30,
+        ] {
+            check(x);
+        }
+        assert!(worst <= 2.0);
+        assert_eq!(exp_f32(0.0).to_bits(), 1.0f32.to_bits());
+        assert_eq!(exp_f32(-0.0).to_bits(), 1.0f32.to_bits());
+        assert!(exp_f32(f32::NAN).is_nan());
+        assert_eq!(exp_f32(f32::INFINITY), f32::INFINITY);
+        assert_eq!(exp_f32(f32::NEG_INFINITY).to_bits(), 0);
+        assert_eq!(exp_f32(89.0), f32::INFINITY);
+        assert_eq!(exp_f32(f32::MAX), f32::INFINITY);
+        assert_eq!(exp_f32(-104.0).to_bits(), 0);
+        assert_eq!(exp_f32(-f32::MAX).to_bits(), 0);
+        // The largest finite and the smallest subnormal results.
+        assert!(exp_f32(f32::from_bits(0x42b1_7217)).is_finite());
+        assert!(exp_f32(-103.9).to_bits() > 0);
     }
 
     fn bits(v: &[f32]) -> Vec<u32> {

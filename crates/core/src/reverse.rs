@@ -150,3 +150,26 @@ pub trait VectorJacobian<B: Backend>: Denoiser<B> {
         Ok(None)
     }
 }
+
+/// A denoiser that also predicts the interpolation of a learned-range
+/// reverse variance (Nichol & Dhariwal 2021, "Improved denoising diffusion
+/// probabilistic models", eq. 15; diffusers' `variance_type =
+/// "learned_range"`): the reverse step's variance is
+///
+/// `log Σ = f·log β_t + (1 − f)·log β̃_t`, `f = (v + 1)/2`,
+///
+/// per element, with `β_t` the forward variance of the step (DDPM's
+/// `fixed_large`) and `β̃_t` the posterior variance (`fixed_small`).
+pub trait VarianceDenoiser<B: Backend>: Denoiser<B> {
+    /// Writes `v` (nominally in `[−1, 1]`; `−1` selects `β̃_t`, `+1`
+    /// selects `β_t`) for each element of state `x` (one [`NoiseLevel`]
+    /// per batch row) into `out`, a tensor shaped like `x`.
+    fn predict_variance(
+        &self,
+        backend: &B,
+        x: &B::Tensor,
+        levels: &[NoiseLevel],
+        condition: Condition<'_, B::Tensor>,
+        out: &mut B::Tensor,
+    ) -> Result<()>;
+}

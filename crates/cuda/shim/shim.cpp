@@ -99,3 +99,13 @@ extern "C" void diffuse_shim_fill_noise(unsigned int grid, unsigned int block, f
 extern "C" void diffuse_shim_gmm(unsigned int grid, unsigned int block, const DfGmmArgs* args) {
     DF_SHIM_LAUNCH(grid, block, diffuse_gmm_predict, *args);
 }
+
+// Runs diffuse_fill_noise_log_scaled over a grid.
+extern "C" void diffuse_shim_fill_noise_log_scaled(unsigned int grid, unsigned int block,
+                                                   float* out, const float* v, const float* ab,
+                                                   df_u64 n, df_u64 rows, df_u64 row_len,
+                                                   df_u32 key0, df_u32 key1, df_u64 stream,
+                                                   df_u64 offset) {
+    DF_SHIM_LAUNCH(grid, block, diffuse_fill_noise_log_scaled, out, v, ab, n, rows, row_len,
+                   key0, key1, stream, offset);
+}

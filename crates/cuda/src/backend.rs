@@ -7,7 +7,9 @@ use cudarc::driver::{
     CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DevicePtr, DevicePtrMut,
     DeviceRepr, DriverError, LaunchConfig, PushKernelArg,
 };
-use diffuse_core::backend::{Backend, LinComb, RowReduction, RowScale, check_shape};
+use diffuse_core::backend::{
+    Backend, LinComb, RowReduction, RowScale, check_shape, log_scale_params,
+};
 use diffuse_core::noise::{NoiseStream, seed_key};
 use diffuse_core::{Error, Result};
 
@@ -62,6 +64,10 @@ pub struct CudaBackend {
     stream: Arc<CudaStream>,
     capability: (i32, i32),
     fill_noise: CudaFunction,
+    fill_noise_log_scaled: CudaFunction,
+    /// The per-row `(a, b)` of the last `fill_noise_log_scaled`, reused as
+    /// `row_coef` is.
+    log_scale: Mutex<Option<CudaSlice<f32>>>,
     /// The fused-step kernels `[without, with noise]` of each `(K, M)`,
     /// indexed by `(K − 1)·MAX_OUTPUTS + (M − 1)`, loaded on first use.
     lincomb: Mutex<Vec<Option<Arc<[CudaFunction; 2]>>>>,
@@ -176,6 +182,8 @@ impl CudaBackend {
             .map_err(|e| driver_error(ordinal, "multiprocessor count", e))?;
         let noise = load_module(&ctx, ordinal, (major, minor), KernelModule::Noise)?;
         let fill_noise = function(&noise, ordinal, kernels::FILL_NOISE_KERNEL)?;
+        let fill_noise_log_scaled =
+            function(&noise, ordinal, kernels::FILL_NOISE_LOG_SCALED_KERNEL)?;
         let reduce_module = load_module(&ctx, ordinal, (major, minor), KernelModule::Reduce)?;
         let reduce = kernels::REDUCE_KERNELS
             .iter()
@@ -191,6 +199,8 @@ impl CudaBackend {
             stream,
             capability: (major, minor),
             fill_noise,
+            fill_noise_log_scaled,
+            log_scale: Mutex::new(None),
             lincomb: Mutex::new(vec![
                 None;
                 diffuse_core::MAX_INPUTS * diffuse_core::MAX_OUTPUTS
@@ -422,6 +432,56 @@ impl Backend for CudaBackend {
         // SAFETY: the arguments match `diffuse_fill_noise`'s signature and
         // `out` holds `n` elements.
         unsafe { b.launch(cfg) }.map_err(|e| self.err("fill_noise", e))?;
+        Ok(())
+    }
+
+    fn fill_noise_log_scaled(
+        &self,
+        stream: NoiseStream,
+        offset: u64,
+        v: &CudaTensor,
+        a: &[f64],
+        b: &[f64],
+        out: &mut CudaTensor,
+    ) -> Result<()> {
+        same_shape("fill_noise_log_scaled", &out.shape, &v.shape)?;
+        let n = out.data.len();
+        let (a, b, row_len) = log_scale_params(a, b, n)?;
+        let rows = a.len() as u64;
+        let mut ab = a;
+        ab.extend_from_slice(&b);
+        let mut guard = self.log_scale.lock().map_err(|_| Error::Backend {
+            backend: self.name(),
+            message: "log-scale buffer lock poisoned".into(),
+        })?;
+        if guard.as_ref().is_none_or(|buf| buf.len() < ab.len()) {
+            *guard = Some(self.alloc::<f32>(ab.len())?);
+        }
+        let buf = guard.as_mut().ok_or_else(|| Error::Backend {
+            backend: self.name(),
+            message: "log-scale buffer missing".into(),
+        })?;
+        self.stream
+            .memcpy_htod(&ab, buf)
+            .map_err(|e| self.err("log-scale upload", e))?;
+        let key = seed_key(stream.seed);
+        let (n64, row_len64) = (n as u64, row_len as u64);
+        let cfg = self.config(kernels::element_groups(n));
+        let mut l = self.stream.launch_builder(&self.fill_noise_log_scaled);
+        l.arg(&mut out.data)
+            .arg(&v.data)
+            .arg(&*buf)
+            .arg(&n64)
+            .arg(&rows)
+            .arg(&row_len64)
+            .arg(&key[0])
+            .arg(&key[1])
+            .arg(&stream.stream)
+            .arg(&offset);
+        // SAFETY: the arguments match `diffuse_fill_noise_log_scaled`'s
+        // signature; `out` and `v` hold `n` elements, `buf` at least
+        // `2·rows` and `rows·row_len = n`.
+        unsafe { l.launch(cfg) }.map_err(|e| self.err("fill_noise_log_scaled", e))?;
         Ok(())
     }
 

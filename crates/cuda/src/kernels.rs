@@ -16,7 +16,7 @@ use diffuse_core::{Error, Result, RowReduction, RowScale};
 /// `kernels/common.cuh`: Philox4x32-10, the logarithm, sine and cosine in
 /// turns and the Box–Muller transform of `docs/noise.md`, plus helpers.
 pub const COMMON_SOURCE: &str = include_str!("../../../kernels/common.cuh");
-/// `kernels/noise.cu`: `diffuse_fill_noise`.
+/// `kernels/noise.cu`: `diffuse_fill_noise`, `diffuse_fill_noise_log_scaled`.
 pub const NOISE_SOURCE: &str = include_str!("../../../kernels/noise.cu");
 /// `kernels/lincomb.cu`: the fused step, one kernel per (K, M, noise).
 pub const LINCOMB_SOURCE: &str = include_str!("../../../kernels/lincomb.cu");
@@ -104,7 +104,10 @@ impl KernelModule {
     /// The names of the module's kernels (`extern "C"` entry points).
     pub fn kernel_names(self) -> Vec<String> {
         match self {
-            KernelModule::Noise => vec![FILL_NOISE_KERNEL.to_string()],
+            KernelModule::Noise => vec![
+                FILL_NOISE_KERNEL.to_string(),
+                FILL_NOISE_LOG_SCALED_KERNEL.to_string(),
+            ],
             KernelModule::LinComb { inputs, outputs } => vec![
                 lincomb_kernel_name(inputs, outputs, false),
                 lincomb_kernel_name(inputs, outputs, true),
@@ -133,6 +136,10 @@ pub const BLOCK_THREADS: u32 = 256;
 
 /// `diffuse_fill_noise(out, n, key0, key1, stream, offset)`.
 pub const FILL_NOISE_KERNEL: &str = "diffuse_fill_noise";
+/// `diffuse_fill_noise_log_scaled(out, v, ab, n, rows, row_len, key0, key1,
+/// stream, offset)`: `Backend::fill_noise_log_scaled`, with `ab` the per-row
+/// `a` followed by the per-row `b`.
+pub const FILL_NOISE_LOG_SCALED_KERNEL: &str = "diffuse_fill_noise_log_scaled";
 /// First pass of a row sum over the f32 input.
 pub const REDUCE_MAP_KERNEL: &str = "diffuse_reduce_map";
 /// Later passes of a row sum over f64 partials.

@@ -623,3 +623,123 @@ fn scale_rows_arguments_are_checked() {
     assert_eq!((args.u, args.v, args.mode, args.row_len), (16, 24, 0, 3));
     assert_eq!((args.p0, args.p1), (0.7f32, 0.0));
 }
+
+/// `fill_noise_log_scaled` in the shim and on the CPU backend for one case;
+/// the number of elements compared. NaN outputs are compared as NaN.
+fn compare_log_scaled(
+    shape: &[usize],
+    rows: usize,
+    stream: NoiseStream,
+    offset: u64,
+    a: &[f64],
+    b: &[f64],
+    v: &[f32],
+    launch: (u32, u32),
+) -> Result<u64, TestCaseError> {
+    let cpu = CpuBackend::new();
+    let n = v.len();
+    let vt = cpu.upload(shape, v).unwrap();
+    let mut out = cpu.zeros(shape).unwrap();
+    cpu.fill_noise_log_scaled(stream, offset, &vt, a, b, &mut out)
+        .unwrap();
+    let want = cpu.to_host(&out).unwrap();
+    let ab: Vec<f32> = a.iter().chain(b).map(|&x| x as f32).collect();
+    let mut got = vec![0.0f32; n];
+    prop_assert!(diffuse_cuda_shim::fill_noise_log_scaled(
+        launch.0,
+        launch.1,
+        &mut got,
+        v,
+        &ab,
+        n / rows,
+        seed_key(stream.seed),
+        stream.stream,
+        offset,
+    ));
+    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        prop_assert!(
+            g.to_bits() == w.to_bits() || (g.is_nan() && w.is_nan()),
+            "element {i}: shim {g:e}, cpu {w:e} (v = {:e})",
+            v[i]
+        );
+    }
+    Ok(n as u64)
+}
+
+#[test]
+fn fill_noise_log_scaled_matches_the_cpu_backend() {
+    let mut runner = TestRunner::new(Config {
+        cases: 200,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let elements = AtomicU64::new(0);
+    let strategy = (
+        (1usize..6, 1usize..70, 1usize..4),
+        any::<u64>(),
+        any::<u64>(),
+        offsets(),
+        any::<bool>(),
+        (1u32..4, prop::sample::select(vec![1u32, 7, 64])),
+        any::<u64>(),
+    );
+    runner
+        .run(
+            &strategy,
+            |((batch, d1, d2), seed, stream, offset, per_row, launch, pseed)| {
+                let shape = [batch, d1, d2];
+                let n = batch * d1 * d2;
+                let rows = if per_row { batch } else { 1 };
+                // (a, b, v) from the public stream of `pseed`: a ∈ (−8, 2),
+                // b ∈ (−3, 3), v spread over [−4, 4] with a few extremes.
+                let mut u = vec![0.0f32; 2 * rows + n];
+                NoiseStream::new(pseed, 0).fill(0, &mut u);
+                let a: Vec<f64> = u[..rows]
+                    .iter()
+                    .map(|&x| -3.0 + 2.5 * f64::from(x))
+                    .collect();
+                let b: Vec<f64> = u[rows..2 * rows].iter().map(|&x| f64::from(x)).collect();
+                let mut v: Vec<f32> = u[2 * rows..].iter().map(|&x| 1.5 * x).collect();
+                if n > 3 {
+                    v[0] = 60.0;
+                    v[1] = -60.0;
+                    v[2] = f32::NAN;
+                }
+                let e = compare_log_scaled(
+                    &shape,
+                    rows,
+                    NoiseStream::new(seed, stream),
+                    offset,
+                    &a,
+                    &b,
+                    &v,
+                    launch,
+                )?;
+                elements.fetch_add(e, Ordering::Relaxed);
+                Ok(())
+            },
+        )
+        .unwrap();
+    // The exponential over its whole range: a = 0, b = 1, so the scale is
+    // exp(v) for v from −110 to 95 (underflow, subnormals, overflow).
+    let n = 1 << 16;
+    let v: Vec<f32> = (0..n)
+        .map(|i| -110.0 + 205.0 * i as f32 / n as f32)
+        .collect();
+    let e = compare_log_scaled(
+        &[n],
+        1,
+        NoiseStream::new(5, 9),
+        77,
+        &[0.0],
+        &[1.0],
+        &v,
+        (8, 64),
+    )
+    .unwrap();
+    elements.fetch_add(e, Ordering::Relaxed);
+    report(&format!(
+        "shim fill_noise_log_scaled: {} elements bit-identical to CpuBackend",
+        elements.load(Ordering::Relaxed)
+    ));
+}

@@ -33,6 +33,20 @@ unsafe extern "C" {
         stream: u64,
         offset: u64,
     );
+    fn diffuse_shim_fill_noise_log_scaled(
+        grid: u32,
+        block: u32,
+        out: *mut f32,
+        v: *const f32,
+        ab: *const f32,
+        n: u64,
+        rows: u64,
+        row_len: u64,
+        key0: u32,
+        key1: u32,
+        stream: u64,
+        offset: u64,
+    );
 }
 
 /// Runs the fused-step kernel `name` over `grid` blocks of `block` threads.
@@ -100,4 +114,47 @@ pub fn fill_noise(grid: u32, block: u32, out: &mut [f32], key: [u32; 2], stream:
 pub unsafe fn gmm(grid: u32, block: u32, args: *const c_void) {
     // SAFETY: forwarded from the caller.
     unsafe { diffuse_shim_gmm(grid, block, args) }
+}
+
+/// Runs `diffuse_fill_noise_log_scaled` over `grid` blocks of `block`
+/// threads into `out`: `out[i] = exp(a_r + b_r·v[i])·z[i]` with `z` elements
+/// `offset ..` of draw `stream` under the key and `r = i / row_len`, where
+/// `ab` holds the `rows` entries of `a` and then those of `b`. Returns
+/// false (and runs nothing) unless `v` is as long as `out`, `ab` holds
+/// `2·rows` entries and `rows·row_len = out.len()`.
+pub fn fill_noise_log_scaled(
+    grid: u32,
+    block: u32,
+    out: &mut [f32],
+    v: &[f32],
+    ab: &[f32],
+    row_len: usize,
+    key: [u32; 2],
+    stream: u64,
+    offset: u64,
+) -> bool {
+    let rows = ab.len() / 2;
+    if v.len() != out.len() || ab.len() != 2 * rows || rows.checked_mul(row_len) != Some(out.len())
+    {
+        return false;
+    }
+    // SAFETY: checked above: the kernel reads `v` and `ab` and writes `out`
+    // within their lengths.
+    unsafe {
+        diffuse_shim_fill_noise_log_scaled(
+            grid,
+            block,
+            out.as_mut_ptr(),
+            v.as_ptr(),
+            ab.as_ptr(),
+            out.len() as u64,
+            rows as u64,
+            row_len as u64,
+            key[0],
+            key[1],
+            stream,
+            offset,
+        );
+    }
+    true
 }

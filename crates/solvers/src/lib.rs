@@ -74,6 +74,7 @@ pub mod sde;
 pub use diffuse_core::{
     Affine, Backend, Condition, CpuBackend, Denoiser, Error, LinComb, Marginal, NoiseLevel,
     NoiseStream, Operand, Parameterization, Result, SampleReport, SamplingGrid, Solver,
+    VarianceDenoiser,
 };
 pub use driver::{
     BrownianNoise, Draw, DrawInfo, DrawKind, NoiseKind, NoiseSource, PhiloxNoise, Sampler,
@@ -91,7 +92,7 @@ pub use ode::{
 pub use registry::{by_name, deterministic_names, stochastic_names};
 pub use sde::{
     DdimEta, Ddpm, DdpmVariance, Dpm2Ancestral, DpmPp2MSde, DpmPp2SAncestral, DpmPp3MSde, DpmPpSde,
-    Edm, EulerAncestral, EulerMaruyama, Pc,
+    Edm, EulerAncestral, EulerMaruyama, Pc, run_learned_range,
 };
 
 /// The variance-exploding schedule `α = 1`, `σ = t` on `t ∈ [0, ∞)`: the

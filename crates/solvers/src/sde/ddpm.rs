@@ -12,8 +12,37 @@
 //! (Ho et al. 2020, eq. 6–7), and the step is `x′ = μ̃ + s·z` with the
 //! standard deviation `s` of [`DdpmVariance`]. A step to `σ′ = 0` adds no
 //! noise (diffusers adds none at `t = 0`).
+//!
+//! # Learned-range variance
+//!
+//! Improved DDPM (Nichol & Dhariwal 2021, "Improved denoising diffusion
+//! probabilistic models", eq. 15; diffusers' `variance_type =
+//! "learned_range"`) lets the network interpolate, per element, between the
+//! two fixed variances in log space:
+//!
+//! `log Σ = f·log β_t + (1 − f)·log β̃_t`, `f = (v + 1)/2`,
+//!
+//! with `v` from a [`VarianceDenoiser`]. In this module's variables the two
+//! ends are the standard deviations of `FixedSmall` and `FixedLarge`,
+//! `s_small = σ′·√(1 − q)` (`√β̃`) and `s_large = σ·√(1 − q)` (`√β`), so
+//! `exp(½·log Σ) = exp(a + b·v)` with `a = ½·(ln s_small + ln s_large)` and
+//! `b = ½·(ln s_large − ln s_small)`. The generic [`Method`] driver hands
+//! one scalar noise coefficient per row to its fused pass, so
+//! [`run_learned_range`] drives this sampler itself: per step one model
+//! evaluation (`predict` and `predict_variance`), the scaled noise
+//! `exp(a_r + b_r·v)⊙z` from [`Backend::fill_noise_log_scaled`], and one
+//! fused `lincomb` of `[x, model output, scaled noise]` with the mean
+//! coefficients of [`Ddpm`] and noise coefficient 1. Draws are numbered as
+//! the driver's [`crate::PhiloxNoise`] numbers them (step `i` consumes
+//! model call `i` and draws from stream `base.stream + i + 1`, element
+//! `first_row·L + j`), so with `v ≡ −1` (`+1`) the run is a `FixedSmall`
+//! (`FixedLarge`) run of the generic driver up to the rounding of the
+//! scale, and a sample's noise depends only on the seed and its row.
 
-use diffuse_core::{Error, Result};
+use diffuse_core::{
+    Backend, Condition, Error, LinComb, NoiseLevel, NoiseSchedule, NoiseStream, Operand, Result,
+    RowReduction, SampleReport, SamplingGrid, VarianceDenoiser,
+};
 
 use super::ve;
 use crate::method::{Combination, Method, Prediction, StepContext};
@@ -34,10 +63,11 @@ pub enum DdpmVariance {
     /// `FixedLarge`. (diffusers' `step` takes the square root of the log
     /// instead, which is NaN; this is the intended value.)
     FixedLargeLog,
-    /// `exp(v·log β_t + (1 − v)·log β̃)` with `v` from a second output
-    /// channel of the network (Nichol & Dhariwal 2021). The denoiser
-    /// interface returns one output shaped like the state, so this is
-    /// [`Error::Unsupported`].
+    /// `exp(f·log β_t + (1 − f)·log β̃)`, `f = (v + 1)/2`, with `v` from a
+    /// second output of the network (Nichol & Dhariwal 2021, eq. 15). The
+    /// generic driver cannot supply a per-element variance, so as a
+    /// [`Method`] this is [`Error::Unsupported`]: run it with
+    /// [`run_learned_range`].
     LearnedRange,
 }
 
@@ -73,8 +103,9 @@ impl Ddpm {
     fn check(&self) -> Result<()> {
         if self.variance == DdpmVariance::LearnedRange {
             return Err(Error::Unsupported(
-                "DDPM with learned_range variance: the denoiser interface has no variance \
-                 output channel"
+                "DDPM with learned_range variance: the generic Method driver cannot supply a \
+                 per-element variance; use diffuse_solvers::sde::run_learned_range with a \
+                 VarianceDenoiser"
                     .into(),
             ));
         }
@@ -119,4 +150,139 @@ impl Method for Ddpm {
         };
         Ok(Combination::new(n.alpha / m.alpha * q, &[n.alpha * one_minus]).with_noise(std))
     }
+}
+
+/// The mean coefficients `(c_x, c_out)` of the fused pass (`x′ = c_x·x +
+/// c_out·out + …`, the model output `out` mapped to `x̂₀` by the
+/// parameterisation's `x̂₀ = a·x + b·out`, composed as the driver composes
+/// them) and the two standard deviations `(s_small, s_large)` of the step of
+/// `ctx`, from [`Ddpm`]'s own update.
+fn learned_range_row(
+    ctx: &StepContext<'_>,
+    map: diffuse_core::Affine,
+) -> Result<((f64, f64), (f64, f64))> {
+    let small = Ddpm::new(DdpmVariance::FixedSmall)?.update(ctx, 1)?;
+    let large = Ddpm::new(DdpmVariance::FixedLarge)?.update(ctx, 1)?;
+    let cs = small.stages.first().copied().unwrap_or(0.0);
+    let cx = small.x + cs * map.a;
+    Ok(((cx, cs * map.b), (small.noise, large.noise)))
+}
+
+/// DDPM ancestral sampling with the learned-range variance of improved DDPM
+/// (Nichol & Dhariwal 2021, eq. 15; module documentation): runs `model`
+/// from `x` along `grid` (in place), drawing from `base` as the driver's
+/// [`crate::PhiloxNoise`] does, for a state holding rows `first_row, …` of
+/// the full batch.
+///
+/// Each step evaluates the model once (its output and `v`), checks `v` is
+/// finite (a per-row reduction, one small host copy per step), writes
+/// `exp(a_r + b_r·v)⊙z` and applies one fused pass
+/// `x ← c_x·x + c_out·out + 1·noise` (noise coefficient 0 on rows whose
+/// step adds no noise, such as the last step to `σ = 0`).
+///
+/// Errors: those of the model and the backend; [`Error::InvalidArgument`]
+/// for an inverse grid, a grid whose rows do not match `x` or a shard
+/// offset that overflows; [`Error::NonFinite`] for a non-finite `v`.
+#[allow(clippy::too_many_arguments)]
+pub fn run_learned_range<B: Backend>(
+    backend: &B,
+    model: &dyn VarianceDenoiser<B>,
+    schedule: &dyn NoiseSchedule,
+    grid: &SamplingGrid,
+    x: &mut B::Tensor,
+    base: NoiseStream,
+    first_row: usize,
+) -> Result<SampleReport> {
+    if grid.is_inverse() {
+        return Err(Error::InvalidArgument {
+            name: "grid",
+            reason: "DDPM (learned_range) is stochastic; it does not run on an inverse grid".into(),
+        });
+    }
+    let shape = backend.shape(x).to_vec();
+    let rows = shape[0];
+    let len: usize = shape.iter().product();
+    let row_len = len / rows;
+    if let SamplingGrid::PerRow(levels) = grid
+        && levels.len() != rows
+    {
+        return Err(Error::InvalidArgument {
+            name: "grid",
+            reason: format!("a grid of {} rows for a batch of {rows}", levels.len()),
+        });
+    }
+    let offset = (first_row as u64)
+        .checked_mul(row_len as u64)
+        .ok_or_else(|| Error::InvalidArgument {
+            name: "first_row",
+            reason: format!("row {first_row} of rows of {row_len} elements overflows"),
+        })?;
+    let coef_rows = if grid.is_shared() { 1 } else { rows };
+    let mut out = backend.zeros(&shape)?;
+    let mut v = backend.zeros(&shape)?;
+    let mut noise = backend.zeros(&shape)?;
+    let mut v_norm = backend.zeros(&[rows])?;
+    let mut plan = LinComb::per_row(
+        &[Operand::Output(0), Operand::Input(0), Operand::Input(1)],
+        1,
+        rows,
+    )?;
+    let mut quiet = LinComb::per_row(&[Operand::Output(0), Operand::Input(0)], 1, rows)?;
+    let (mut a, mut b) = (vec![0.0; coef_rows], vec![0.0; coef_rows]);
+    let mut request: Vec<NoiseLevel> = Vec::with_capacity(rows);
+    let parameterization = model.parameterization();
+    for i in 0..grid.steps() {
+        request.clear();
+        request.extend((0..rows).map(|r| grid.row(r)[i]));
+        model.predict(backend, x, &request, Condition::Unconditional, &mut out)?;
+        model.predict_variance(backend, x, &request, Condition::Unconditional, &mut v)?;
+        backend.reduce_rows(&v, RowReduction::SumSquares, &mut v_norm)?;
+        if let Some(r) = backend
+            .to_host(&v_norm)?
+            .iter()
+            .position(|s| !s.is_finite())
+        {
+            return Err(Error::NonFinite(format!(
+                "DDPM learned_range: the variance output v of row {r} at step {i}"
+            )));
+        }
+        let mut any_noise = false;
+        for r in 0..coef_rows {
+            let ctx = StepContext {
+                i,
+                levels: grid.row(r),
+                history: 0,
+                schedule,
+            };
+            let map = parameterization.x0_map(request[r].marginal)?;
+            let ((cx, cout), (s_small, s_large)) = learned_range_row(&ctx, map)?;
+            let noisy = s_small > 0.0 && s_large > 0.0;
+            any_noise |= noisy;
+            // ½·log Σ = ½·(ln s_s + ln s_l) + v·½·(ln s_l − ln s_s).
+            (a[r], b[r]) = if noisy {
+                let (ls, ll) = (s_small.ln(), s_large.ln());
+                (0.5 * (ls + ll), 0.5 * (ll - ls))
+            } else {
+                (0.0, 0.0)
+            };
+            let rows_of = if grid.is_shared() { 0..rows } else { r..r + 1 };
+            for row in rows_of {
+                plan.set_row(row, 0, 0, cx)?
+                    .set_row(row, 0, 1, cout)?
+                    .set_row(row, 0, 2, if noisy { 1.0 } else { 0.0 })?;
+                quiet.set_row(row, 0, 0, cx)?.set_row(row, 0, 1, cout)?;
+            }
+        }
+        if any_noise {
+            let stream = NoiseStream::new(base.seed, base.stream.wrapping_add(i as u64 + 1));
+            backend.fill_noise_log_scaled(stream, offset, &v, &a, &b, &mut noise)?;
+            backend.lincomb(&plan, &[&out, &noise], &mut [x])?;
+        } else {
+            backend.lincomb(&quiet, &[&out], &mut [x])?;
+        }
+    }
+    Ok(SampleReport {
+        steps: grid.steps(),
+        nfe: grid.steps(),
+    })
 }

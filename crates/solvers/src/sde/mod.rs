@@ -37,7 +37,7 @@ mod euler_maruyama;
 mod pc;
 
 pub use ddim_eta::DdimEta;
-pub use ddpm::{Ddpm, DdpmVariance};
+pub use ddpm::{Ddpm, DdpmVariance, run_learned_range};
 pub use dpm2_ancestral::Dpm2Ancestral;
 pub use dpmpp_2m_sde::DpmPp2MSde;
 pub use dpmpp_2s_ancestral::DpmPp2SAncestral;

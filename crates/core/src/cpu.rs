@@ -536,7 +536,7 @@ impl Backend for CpuBackend {
                         let r = (c * CHUNK + j) / row_len;
                         let t = b[r] * vi;
                         let t = a[r] + t;
-                        *o = exp_f32(t) * *o;
+                        *o *= exp_f32(t);
                     }
                 });
         });

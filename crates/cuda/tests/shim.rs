@@ -626,6 +626,7 @@ fn scale_rows_arguments_are_checked() {
 
 /// `fill_noise_log_scaled` in the shim and on the CPU backend for one case;
 /// the number of elements compared. NaN outputs are compared as NaN.
+#[allow(clippy::too_many_arguments)]
 fn compare_log_scaled(
     shape: &[usize],
     rows: usize,

@@ -122,6 +122,7 @@ pub unsafe fn gmm(grid: u32, block: u32, args: *const c_void) {
 /// `ab` holds the `rows` entries of `a` and then those of `b`. Returns
 /// false (and runs nothing) unless `v` is as long as `out`, `ab` holds
 /// `2·rows` entries and `rows·row_len = out.len()`.
+#[allow(clippy::too_many_arguments)]
 pub fn fill_noise_log_scaled(
     grid: u32,
     block: u32,

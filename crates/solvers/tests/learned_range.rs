@@ -297,6 +297,11 @@ fn shards_and_threads_give_the_same_bits() -> Result<()> {
         shards.extend(one.to_host(&x)?);
     }
     assert_eq!(bits(&whole), bits(&shards));
+    // A per-row grid with every row equal gives the shared grid's bits.
+    let per_row = SamplingGrid::PerRow(vec![g.row(0).to_vec(); rows]);
+    let mut x = vp_start(&one, rows);
+    run_learned_range(&one, &m, &VpBySigma, &per_row, &mut x, BASE, 0)?;
+    assert_eq!(bits(&whole), bits(&one.to_host(&x)?));
     Ok(())
 }
 
@@ -309,16 +314,11 @@ fn bad_inputs_are_typed_errors() {
     let cpu = CpuBackend::new();
     let g = grid(5);
     let mut x = vp_start(&cpu, 4);
-    let r = run_learned_range(
-        &cpu,
-        &model(V::Const(f32::NAN)),
-        &VpBySigma,
-        &g,
-        &mut x,
-        BASE,
-        0,
-    );
-    assert!(matches!(r, Err(Error::NonFinite(_))), "{r:?}");
+    for bad in [f32::NAN, f32::INFINITY] {
+        let mut x = vp_start(&cpu, 4);
+        let r = run_learned_range(&cpu, &model(V::Const(bad)), &VpBySigma, &g, &mut x, BASE, 0);
+        assert!(matches!(r, Err(Error::NonFinite(_))), "{r:?}");
+    }
     let inverse = SamplingGrid::Shared(vec![vp_level(2.0), vp_level(1.0)])
         .reversed()
         .unwrap();

@@ -175,7 +175,8 @@ fn learned_range_row(
 /// the full batch.
 ///
 /// Each step evaluates the model once (its output and `v`), checks `v` is
-/// finite (a per-row reduction, one small host copy per step), writes
+/// finite (the per-row mean, computed in f64, is finite exactly when every
+/// element is: one reduction and one small host copy per step), writes
 /// `exp(a_r + b_r·v)⊙z` and applies one fused pass
 /// `x ← c_x·x + c_out·out + 1·noise` (noise coefficient 0 on rows whose
 /// step adds no noise, such as the last step to `σ = 0`).
@@ -221,7 +222,7 @@ pub fn run_learned_range<B: Backend>(
     let mut out = backend.zeros(&shape)?;
     let mut v = backend.zeros(&shape)?;
     let mut noise = backend.zeros(&shape)?;
-    let mut v_norm = backend.zeros(&[rows])?;
+    let mut v_mean = backend.zeros(&[rows])?;
     let mut plan = LinComb::per_row(
         &[Operand::Output(0), Operand::Input(0), Operand::Input(1)],
         1,
@@ -236,9 +237,9 @@ pub fn run_learned_range<B: Backend>(
         request.extend((0..rows).map(|r| grid.row(r)[i]));
         model.predict(backend, x, &request, Condition::Unconditional, &mut out)?;
         model.predict_variance(backend, x, &request, Condition::Unconditional, &mut v)?;
-        backend.reduce_rows(&v, RowReduction::SumSquares, &mut v_norm)?;
+        backend.reduce_rows(&v, RowReduction::Mean, &mut v_mean)?;
         if let Some(r) = backend
-            .to_host(&v_norm)?
+            .to_host(&v_mean)?
             .iter()
             .position(|s| !s.is_finite())
         {

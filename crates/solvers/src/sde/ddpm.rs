@@ -174,16 +174,18 @@ fn learned_range_row(
 /// [`crate::PhiloxNoise`] does, for a state holding rows `first_row, …` of
 /// the full batch.
 ///
-/// Each step evaluates the model once (its output and `v`), checks `v` is
-/// finite (the per-row mean, computed in f64, is finite exactly when every
-/// element is: one reduction and one small host copy per step), writes
+/// Each step evaluates the model once (its output and `v`), writes
 /// `exp(a_r + b_r·v)⊙z` and applies one fused pass
 /// `x ← c_x·x + c_out·out + 1·noise` (noise coefficient 0 on rows whose
-/// step adds no noise, such as the last step to `σ = 0`).
+/// step adds no noise, such as the last step to `σ = 0`); nothing is copied
+/// to the host inside the loop. After it, one reduction checks that every
+/// sample is finite (a non-finite `v` or model output makes its row
+/// non-finite).
 ///
 /// Errors: those of the model and the backend; [`Error::InvalidArgument`]
 /// for an inverse grid, a grid whose rows do not match `x` or a shard
-/// offset that overflows; [`Error::NonFinite`] for a non-finite `v`.
+/// offset that overflows; [`Error::NonFinite`] when a sample is not finite
+/// at the end (a non-finite `v` or model output).
 #[allow(clippy::too_many_arguments)]
 pub fn run_learned_range<B: Backend>(
     backend: &B,
@@ -222,7 +224,7 @@ pub fn run_learned_range<B: Backend>(
     let mut out = backend.zeros(&shape)?;
     let mut v = backend.zeros(&shape)?;
     let mut noise = backend.zeros(&shape)?;
-    let mut v_mean = backend.zeros(&[rows])?;
+    let mut row_mean = backend.zeros(&[rows])?;
     let mut plan = LinComb::per_row(
         &[Operand::Output(0), Operand::Input(0), Operand::Input(1)],
         1,
@@ -237,16 +239,6 @@ pub fn run_learned_range<B: Backend>(
         request.extend((0..rows).map(|r| grid.row(r)[i]));
         model.predict(backend, x, &request, Condition::Unconditional, &mut out)?;
         model.predict_variance(backend, x, &request, Condition::Unconditional, &mut v)?;
-        backend.reduce_rows(&v, RowReduction::Mean, &mut v_mean)?;
-        if let Some(r) = backend
-            .to_host(&v_mean)?
-            .iter()
-            .position(|s| !s.is_finite())
-        {
-            return Err(Error::NonFinite(format!(
-                "DDPM learned_range: the variance output v of row {r} at step {i}"
-            )));
-        }
         let mut any_noise = false;
         for r in 0..coef_rows {
             let ctx = StepContext {
@@ -281,6 +273,20 @@ pub fn run_learned_range<B: Backend>(
         } else {
             backend.lincomb(&quiet, &[&out], &mut [x])?;
         }
+    }
+    // One check after the loop, not one per step (a per-step check would
+    // copy to the host inside the loop): the per-row mean, accumulated in
+    // f64, is finite exactly when every element of the row is.
+    backend.reduce_rows(x, RowReduction::Mean, &mut row_mean)?;
+    if let Some(r) = backend
+        .to_host(&row_mean)?
+        .iter()
+        .position(|s| !s.is_finite())
+    {
+        return Err(Error::NonFinite(format!(
+            "DDPM learned_range: row {r} of the samples (a non-finite model output or \
+             variance output v)"
+        )));
     }
     Ok(SampleReport {
         steps: grid.steps(),

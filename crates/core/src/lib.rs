@@ -63,5 +63,6 @@ pub use mixture::{IsotropicMixture, WEIGHT_SUM_TOLERANCE};
 pub use noise::NoiseStream;
 pub use reverse::{
     Affine, Condition, Denoiser, NoiseLevel, Parameterization, VarianceDenoiser, VectorJacobian,
+    check_predict_args,
 };
 pub use sampling::{MAX_STEPS, SampleReport, SamplingGrid, Solver, check_grid};

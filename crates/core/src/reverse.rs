@@ -113,6 +113,43 @@ pub trait Denoiser<B: Backend>: Send + Sync {
     ) -> Result<()>;
 }
 
+/// The argument checks every [`Denoiser::predict`] makes: `x` is
+/// `[rows, …]` with `dim` elements per row, `out` is shaped like `x`, and
+/// there is one [`NoiseLevel`] per row. Returns the number of rows;
+/// [`Error::ShapeMismatch`] otherwise.
+pub fn check_predict_args<B: Backend>(
+    backend: &B,
+    x: &B::Tensor,
+    levels: &[NoiseLevel],
+    out: &B::Tensor,
+    dim: usize,
+) -> Result<usize> {
+    let shape = backend.shape(x);
+    let rows = shape.first().copied().unwrap_or(0);
+    if shape.is_empty() || shape.iter().skip(1).product::<usize>() != dim {
+        return Err(Error::ShapeMismatch {
+            op: "Denoiser::predict: rows of x against the model's data dimension",
+            expected: vec![rows, dim],
+            found: shape.to_vec(),
+        });
+    }
+    if backend.shape(out) != shape {
+        return Err(Error::ShapeMismatch {
+            op: "Denoiser::predict: out against x",
+            expected: shape.to_vec(),
+            found: backend.shape(out).to_vec(),
+        });
+    }
+    if levels.len() != rows {
+        return Err(Error::ShapeMismatch {
+            op: "Denoiser::predict: one noise level per row",
+            expected: vec![rows],
+            found: vec![levels.len()],
+        });
+    }
+    Ok(rows)
+}
+
 /// A denoiser whose data estimate can be differentiated with respect to its
 /// input: what probability-flow likelihoods need (Song et al. 2021, "Score-
 /// based generative modeling through SDEs", eq. 39, the divergence of the

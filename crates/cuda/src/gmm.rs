@@ -347,31 +347,8 @@ impl Denoiser<CudaBackend> for CudaGmmDenoiser {
     ) -> Result<()> {
         unconditional(condition)?;
         self.same_device(backend)?;
-        let shape = x.shape().to_vec();
         let d = self.mixture.dim();
-        let rows = shape.first().copied().unwrap_or(0);
-        let row_len: usize = shape.iter().skip(1).product();
-        if shape.is_empty() || row_len != d {
-            return Err(Error::ShapeMismatch {
-                op: "CudaGmmDenoiser::predict: rows of x against the mixture dimension",
-                expected: vec![rows, d],
-                found: shape,
-            });
-        }
-        if out.shape() != shape.as_slice() {
-            return Err(Error::ShapeMismatch {
-                op: "CudaGmmDenoiser::predict: out against x",
-                expected: shape,
-                found: out.shape().to_vec(),
-            });
-        }
-        if levels.len() != rows {
-            return Err(Error::ShapeMismatch {
-                op: "CudaGmmDenoiser::predict: one noise level per row",
-                expected: vec![rows],
-                found: vec![levels.len()],
-            });
-        }
+        let rows = diffuse_core::check_predict_args(backend, x, levels, out, d)?;
         let host_levels = row_levels(&*self.parameterization, levels)?;
         let mut guard = self.work.lock().map_err(|_| lock_error(backend))?;
         let work = self.work_for(backend, &mut guard, rows)?;

@@ -67,30 +67,9 @@ impl<B: Backend> Denoiser<B> for NetDenoiser {
                 ));
             }
         };
-        let shape = backend.shape(x).to_vec();
         let d = self.net.data_dim();
-        let rows = shape.first().copied().unwrap_or(0);
-        if shape.iter().skip(1).product::<usize>() != d || shape.is_empty() {
-            return Err(Error::ShapeMismatch {
-                op: "NetDenoiser::predict: rows of x against the data dimension",
-                expected: vec![rows, d],
-                found: shape,
-            });
-        }
-        if backend.shape(out) != shape.as_slice() {
-            return Err(Error::ShapeMismatch {
-                op: "NetDenoiser::predict: out against x",
-                expected: shape,
-                found: backend.shape(out).to_vec(),
-            });
-        }
-        if levels.len() != rows {
-            return Err(Error::ShapeMismatch {
-                op: "NetDenoiser::predict: one noise level per row",
-                expected: vec![rows],
-                found: vec![levels.len()],
-            });
-        }
+        let rows = diffuse_core::check_predict_args(backend, x, levels, out, d)?;
+        let shape = backend.shape(x).to_vec();
         let mut host = backend.to_host(x)?;
         let mut times = Vec::with_capacity(rows);
         for (row, level) in host.chunks_exact_mut(d).zip(levels) {

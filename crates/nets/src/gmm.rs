@@ -1076,31 +1076,9 @@ impl<B: Backend> Denoiser<B> for GmmDenoiser {
         condition: Condition<'_, B::Tensor>,
         out: &mut B::Tensor,
     ) -> Result<()> {
-        let shape = backend.shape(x).to_vec();
         let d = self.mixture.dim();
-        let rows = shape.first().copied().unwrap_or(0);
-        let row_len: usize = shape.iter().skip(1).product();
-        if shape.is_empty() || row_len != d {
-            return Err(Error::ShapeMismatch {
-                op: "GmmDenoiser::predict: rows of x against the mixture dimension",
-                expected: vec![rows, d],
-                found: shape,
-            });
-        }
-        if backend.shape(out) != shape.as_slice() {
-            return Err(Error::ShapeMismatch {
-                op: "GmmDenoiser::predict: out against x",
-                expected: shape,
-                found: backend.shape(out).to_vec(),
-            });
-        }
-        if levels.len() != rows {
-            return Err(Error::ShapeMismatch {
-                op: "GmmDenoiser::predict: one noise level per row",
-                expected: vec![rows],
-                found: vec![levels.len()],
-            });
-        }
+        let rows = diffuse_core::check_predict_args(backend, x, levels, out, d)?;
+        let shape = backend.shape(x).to_vec();
         let mixtures = self.row_mixtures(condition, rows)?;
         // Per-row maps first, on the host, so errors name the first bad row.
         let mut maps = Vec::with_capacity(rows);

@@ -172,18 +172,23 @@ impl PhiloxNoise {
     }
 }
 
+/// The index of the first element of row `first_row` in rows of `row_len`
+/// elements: where a shard's noise starts in the public stream.
+/// [`Error::InvalidArgument`] when it overflows.
+pub(crate) fn element_offset(first_row: u64, row_len: usize) -> Result<u64> {
+    first_row
+        .checked_mul(row_len as u64)
+        .ok_or_else(|| Error::InvalidArgument {
+            name: "first_row",
+            reason: format!(
+                "row {first_row} of rows of {row_len} elements overflows the element index"
+            ),
+        })
+}
+
 impl<B: Backend> NoiseSource<B> for PhiloxNoise {
     fn draw(&mut self, _backend: &B, info: DrawInfo) -> Result<Draw<'_, B>> {
-        let offset = info
-            .first_row
-            .checked_mul(info.row_len as u64)
-            .ok_or_else(|| Error::InvalidArgument {
-                name: "first_row",
-                reason: format!(
-                    "row {} of rows of {} elements overflows the element index",
-                    info.first_row, info.row_len
-                ),
-            })?;
+        let offset = element_offset(info.first_row, info.row_len)?;
         Ok(Draw::Stream {
             stream: NoiseStream {
                 seed: self.base.seed,
@@ -285,16 +290,7 @@ impl<B: Backend> NoiseSource<B> for BrownianNoise<B> {
                         found: vec![shape.first().copied().unwrap_or(0), row_len],
                     });
                 }
-                let offset = info
-                    .first_row
-                    .checked_mul(info.row_len as u64)
-                    .ok_or_else(|| Error::InvalidArgument {
-                        name: "first_row",
-                        reason: format!(
-                            "row {} of rows of {} elements overflows the element index",
-                            info.first_row, info.row_len
-                        ),
-                    })?;
+                let offset = element_offset(info.first_row, info.row_len)?;
                 self.tree.normalized_increment_with(
                     backend,
                     from,

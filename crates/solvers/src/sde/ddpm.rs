@@ -214,12 +214,7 @@ pub fn run_learned_range<B: Backend>(
             reason: format!("a grid of {} rows for a batch of {rows}", levels.len()),
         });
     }
-    let offset = (first_row as u64)
-        .checked_mul(row_len as u64)
-        .ok_or_else(|| Error::InvalidArgument {
-            name: "first_row",
-            reason: format!("row {first_row} of rows of {row_len} elements overflows"),
-        })?;
+    let offset = crate::driver::element_offset(first_row as u64, row_len)?;
     let coef_rows = if grid.is_shared() { 1 } else { rows };
     let mut out = backend.zeros(&shape)?;
     let mut v = backend.zeros(&shape)?;
